@@ -1,0 +1,45 @@
+# The whole set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.13
+VENV ?= .venv
+PY := $(VENV)/bin/python
+API_PORT ?= 3000
+AWS_PORT ?= 4566
+export SAM_CLI_TELEMETRY := 0
+
+REQS := requirements-dev.txt layers/common/requirements.txt $(wildcard functions/*/requirements.txt)
+
+.PHONY: install run test lint unit integration validate build clean
+
+$(VENV)/.installed: $(REQS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	PYTHONPATH=local $(PY) -m local_stack --api-port $(API_PORT) --aws-port $(AWS_PORT)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+validate: install
+	$(VENV)/bin/sam validate --lint
+
+build: install
+	$(VENV)/bin/sam build
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install
+	$(PY) -m pytest tests/integration
+
+test: install lint validate
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache
