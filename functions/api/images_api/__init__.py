@@ -1,0 +1,1 @@
+"""ApiFunction: the HTTP API of the image-upload backend."""

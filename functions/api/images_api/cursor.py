@@ -1,0 +1,42 @@
+"""Opaque list cursors: the last id of a page, bound to its listing and signed."""
+
+import base64
+import hashlib
+import hmac
+import json
+
+from uploads_core.errors import InvalidCursorError
+from uploads_core.models import MAX_ID, ImageStatus
+from uploads_core.settings import get_settings
+
+_SIG_BYTES = 16
+
+
+def _sign(payload: bytes) -> bytes:
+    key = get_settings().cursor_secret.encode() or b"image-uploads-cursor"
+    return hmac.new(key, payload, hashlib.sha256).digest()[:_SIG_BYTES]
+
+
+def encode(dataset_id: int, status: ImageStatus | None, last_id: int) -> str:
+    payload = json.dumps([dataset_id, status, last_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(payload + _sign(payload)).rstrip(b"=").decode()
+
+
+def decode(cursor: str, dataset_id: int, status: ImageStatus | None) -> int:
+    """The last id of the previous page; InvalidCursorError for anything not issued for this listing."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except ValueError as exc:
+        raise InvalidCursorError("cursor is not valid") from exc
+    payload, signature = raw[:-_SIG_BYTES], raw[-_SIG_BYTES:]
+    if len(raw) <= _SIG_BYTES or not hmac.compare_digest(signature, _sign(payload)):
+        raise InvalidCursorError("cursor is not valid")
+    try:
+        cursor_dataset, cursor_status, last_id = json.loads(payload)
+    except (ValueError, TypeError) as exc:
+        raise InvalidCursorError("cursor is not valid") from exc
+    if cursor_dataset != dataset_id or cursor_status != status:
+        raise InvalidCursorError("cursor belongs to another listing (dataset or status filter differ)")
+    if not isinstance(last_id, int) or not 0 < last_id <= MAX_ID:
+        raise InvalidCursorError("cursor is not valid")
+    return last_id

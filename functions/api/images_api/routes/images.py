@@ -1,0 +1,42 @@
+"""Routes under /images/{image_id}."""
+
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+
+from images_api import logic
+from uploads_core.models import (
+    DEFAULT_EXPIRES_IN,
+    MAX_EXPIRES_IN,
+    MAX_ID,
+    DeleteResult,
+    DownloadUrl,
+    Image,
+    ImagePatch,
+)
+
+router = APIGatewayHttpRouter()
+
+ImageId = Annotated[int, Path(gt=0, le=MAX_ID, description="Image id (positive integer)")]
+ExpiresIn = Annotated[int, Query(ge=1, le=MAX_EXPIRES_IN, description="URL lifetime, seconds")]
+
+
+@router.get("/images/<image_id>", summary="One image")
+def get_image(image_id: ImageId) -> Image:
+    return logic.get_image(image_id)
+
+
+@router.get("/images/<image_id>/download-url", summary="A presigned download URL (409 unless uploaded)")
+def download_url(image_id: ImageId, expires_in: ExpiresIn = DEFAULT_EXPIRES_IN) -> DownloadUrl:
+    return logic.download_url(image_id, expires_in)
+
+
+@router.patch("/images/<image_id>", summary="Update width, height or status")
+def patch_image(image_id: ImageId, body: ImagePatch) -> Image:
+    return logic.patch_image(image_id, body)
+
+
+@router.delete("/images/<image_id>", summary="Delete the S3 object, then the record")
+def delete_image(image_id: ImageId) -> DeleteResult:
+    return logic.delete_image(image_id)

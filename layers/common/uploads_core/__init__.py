@@ -1,0 +1,1 @@
+"""Shared code of the image-upload functions: settings, models and data access."""

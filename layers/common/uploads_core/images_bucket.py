@@ -1,0 +1,96 @@
+"""Data access for the images bucket (S3): presigned URLs, existence checks, deletion.
+
+The four operations the design note names live here: `generate_presigned_upload_url`,
+`generate_presigned_download_url`, `delete_file` and `file_exists`.
+"""
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from uploads_core.settings import get_settings
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    content_type: str | None
+    etag: str | None
+
+
+@lru_cache(maxsize=1)
+def _s3():
+    """One client per container: presigning 1000 URLs reuses it, with no per-URL setup."""
+    settings = get_settings()
+    config = Config(
+        signature_version="s3v4",
+        # Virtual-hosted regional URLs on AWS; path-style when the endpoint is overridden
+        # (an IP or localhost cannot carry the bucket as a subdomain).
+        s3={"addressing_style": "path" if settings.aws_endpoint_url else "virtual"},
+        max_pool_connections=settings.head_concurrency,
+        retries={"mode": "standard"},
+    )
+    return boto3.client("s3", region_name=settings.region, config=config)
+
+
+def _bucket() -> str:
+    return get_settings().images_bucket
+
+
+def generate_presigned_upload_url(
+    s3_key: str, content_type: str, content_length: int, expires_in: int
+) -> str:
+    """A PUT URL that signs Content-Type and Content-Length: S3 refuses any other type or size."""
+    return _s3().generate_presigned_url(
+        "put_object",
+        Params={
+            "Bucket": _bucket(),
+            "Key": s3_key,
+            "ContentType": content_type,
+            "ContentLength": content_length,
+        },
+        ExpiresIn=expires_in,
+    )
+
+
+def generate_presigned_download_url(s3_key: str, expires_in: int) -> str:
+    return _s3().generate_presigned_url(
+        "get_object", Params={"Bucket": _bucket(), "Key": s3_key}, ExpiresIn=expires_in
+    )
+
+
+def head(s3_key: str) -> ObjectInfo | None:
+    try:
+        response = _s3().head_object(Bucket=_bucket(), Key=s3_key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    return ObjectInfo(
+        size=response["ContentLength"],
+        content_type=response.get("ContentType"),
+        etag=response.get("ETag"),
+    )
+
+
+def head_many(s3_keys: Iterable[str]) -> dict[str, ObjectInfo | None]:
+    """One HeadObject per key, run concurrently on the shared client."""
+    keys = list(dict.fromkeys(s3_keys))
+    if not keys:
+        return {}
+    workers = min(len(keys), get_settings().head_concurrency)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(keys, pool.map(head, keys), strict=True))
+
+
+def file_exists(s3_key: str) -> bool:
+    return head(s3_key) is not None
+
+
+def delete_file(s3_key: str) -> None:
+    _s3().delete_object(Bucket=_bucket(), Key=s3_key)

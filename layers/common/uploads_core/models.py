@@ -1,0 +1,132 @@
+"""Public request/response shapes of the API (the design note's contract) and the image record."""
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+
+ALLOWED_MIME_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
+MAX_FILE_SIZE = 10 * 1024 * 1024
+MAX_BATCH = 1000
+MAX_EXPIRES_IN = 7 * 24 * 3600  # SigV4's ceiling for presigned URLs
+DEFAULT_EXPIRES_IN = 3600
+# JavaScript clients read ids as doubles: keep them exact there.
+MAX_ID = 2**53 - 1
+
+MimeType = Literal["image/jpeg", "image/png", "image/webp", "image/gif"]
+# Strict: JSON integers only (no "12", 12.0 or true).
+PositiveId = Annotated[int, Field(strict=True, gt=0, le=MAX_ID)]
+Dimension = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
+ExpiresIn = Annotated[int, Field(ge=1, le=MAX_EXPIRES_IN)]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def format_utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ISO 8601 UTC with a `Z`, as in the note (`2025-10-02T10:00:00Z`).
+UtcDateTime = Annotated[datetime, PlainSerializer(format_utc, return_type=str)]
+
+
+class ImageStatus(StrEnum):
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    ERROR = "error"
+
+
+class FileToUpload(BaseModel):
+    filename: str = Field(min_length=1, max_length=255, examples=["car1.jpg"])
+    file_size: int = Field(strict=True, ge=1, le=MAX_FILE_SIZE, examples=[1024000])
+    mime_type: MimeType = Field(examples=["image/jpeg"])
+
+
+class PrepareUploadRequest(BaseModel):
+    files: list[FileToUpload] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class UploadTicket(BaseModel):
+    image_id: int
+    upload_url: str
+    s3_key: str
+    expires_in: int
+
+
+class PrepareUploadResponse(BaseModel):
+    uploads: list[UploadTicket]
+
+
+class ConfirmUploadRequest(BaseModel):
+    image_ids: list[PositiveId] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ConfirmUploadResponse(BaseModel):
+    message: str
+    updated_count: int
+    total_requested: int
+
+
+class Image(BaseModel):
+    """One image record; field order follows the note's example."""
+
+    id: int
+    filename: str
+    s3_key: str
+    file_size: int
+    mime_type: str
+    width: int | None = None
+    height: int | None = None
+    status: ImageStatus
+    dataset_id: int
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
+
+
+class ImageWithUrl(Image):
+    download_url: str | None = None
+    url_expires_in: int | None = None
+
+
+class DownloadUrl(BaseModel):
+    download_url: str
+    expires_in: int
+
+
+class ImagePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    width: Dimension | None = None
+    height: Dimension | None = None
+    status: ImageStatus | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: object) -> object:
+        # `null` would read as "not given": refuse it rather than silently ignore it.
+        if isinstance(data, dict):
+            for name, value in data.items():
+                if value is None and name in cls.model_fields:
+                    raise ValueError(f"{name} may not be null")
+        return data
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of width, height, status")
+        return self
+
+
+class DeleteResult(BaseModel):
+    message: str
+    id: int
+
+
+class ImagePage(BaseModel):
+    """A page of a dataset listing and the opaque cursor of the next one."""
+
+    items: list[Image]
+    next_cursor: str | None = None
