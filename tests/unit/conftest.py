@@ -1,0 +1,207 @@
+"""Unit-test fixtures: moto's in-process AWS with the table and bucket built from template.yaml."""
+
+import base64
+import copy
+import json
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+import boto3
+import botocore.client
+import pytest
+from moto import mock_aws
+
+from local_stack.template import create_resources, function_environment, load_template
+
+EVENTS = Path(__file__).parents[2] / "events"
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "ApiFunction"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:ApiFunction"
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    log_group_name: str = "/aws/lambda/ApiFunction"
+    log_stream_name: str = "2026/11/26/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+@pytest.fixture(scope="session")
+def template() -> dict:
+    return load_template()
+
+
+def _clear_caches() -> None:
+    from uploads_core import images_bucket
+    from uploads_core.settings import get_settings
+
+    get_settings.cache_clear()
+    images_bucket._s3.cache_clear()
+
+
+@pytest.fixture
+def aws(template, monkeypatch):
+    """Moto AWS with the template's resources; the function's environment as Lambda would set it."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        names = create_resources(template, boto3.client("dynamodb"), boto3.client("s3"))
+        for name, value in function_environment(template, "ApiFunction").items():
+            monkeypatch.setenv(name, value)
+        _clear_caches()
+        yield names
+    _clear_caches()
+
+
+@pytest.fixture
+def s3(aws):
+    return boto3.client("s3")
+
+
+@pytest.fixture
+def bucket(aws, template):
+    return function_environment(template, "ApiFunction")["IMAGES_BUCKET"]
+
+
+@pytest.fixture
+def aws_calls(monkeypatch):
+    """Counts every AWS API call, whatever client makes it (boto3's or pynamodb's)."""
+    calls: Counter[tuple[str, str]] = Counter()
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation_name, api_params):
+        calls[(self.meta.service_model.service_name, operation_name)] += 1
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return calls
+
+
+def load_event(name: str) -> dict:
+    return json.loads((EVENTS / "api" / f"{name}.json").read_text())
+
+
+class Api:
+    """Calls the real lambda_handler with the sample events of events/api, adjusted per test."""
+
+    def __init__(self) -> None:
+        from images_api.handler import lambda_handler
+
+        self._handler = lambda_handler
+
+    def call(
+        self,
+        event_name: str,
+        *,
+        path: str | None = None,
+        path_params: dict | None = None,
+        query: dict | None = None,
+        body: object = None,
+        raw_body: str | None = None,
+    ) -> "Reply":
+        event = copy.deepcopy(load_event(event_name))
+        event["requestContext"]["requestId"] = str(uuid.uuid4())
+        if path is not None:
+            event["rawPath"] = event["requestContext"]["http"]["path"] = path
+        if path_params is not None:
+            event["pathParameters"] = path_params
+        if query is not None:
+            event["rawQueryString"] = urlencode(query)
+            event["queryStringParameters"] = {k: str(v) for k, v in query.items()}
+            if not query:
+                event.pop("queryStringParameters")
+        if body is not None or raw_body is not None:
+            event["body"] = raw_body if raw_body is not None else json.dumps(body)
+            event["isBase64Encoded"] = False
+        response = self._handler(event, FakeContext())
+        return Reply(response)
+
+    def prepare(self, dataset_id: int, files: list[dict], **query) -> "Reply":
+        return self.call(
+            "prepare_upload",
+            path=f"/datasets/{dataset_id}/images/prepare-upload",
+            path_params={"dataset_id": str(dataset_id)},
+            query=query,
+            body={"files": files},
+        )
+
+    def confirm(self, dataset_id: int, image_ids: list[int]) -> "Reply":
+        return self.call(
+            "confirm_upload",
+            path=f"/datasets/{dataset_id}/images/confirm-upload",
+            path_params={"dataset_id": str(dataset_id)},
+            body={"image_ids": image_ids},
+        )
+
+    def list(self, dataset_id: int, with_urls: bool = False, **query) -> "Reply":
+        suffix = "/with-urls" if with_urls else ""
+        return self.call(
+            "list_images_with_urls" if with_urls else "list_images",
+            path=f"/datasets/{dataset_id}/images{suffix}",
+            path_params={"dataset_id": str(dataset_id)},
+            query=query,
+        )
+
+    def image(self, event_name: str, image_id: object, **kwargs) -> "Reply":
+        suffix = "/download-url" if event_name == "get_download_url" else ""
+        return self.call(
+            event_name, path=f"/images/{image_id}{suffix}", path_params={"image_id": str(image_id)}, **kwargs
+        )
+
+
+@dataclass
+class Reply:
+    raw: dict
+
+    @property
+    def status(self) -> int:
+        return self.raw["statusCode"]
+
+    @property
+    def headers(self) -> dict:
+        return {k.lower(): v for k, v in (self.raw.get("headers") or {}).items()}
+
+    @property
+    def json(self):
+        body = self.raw.get("body") or ""
+        if self.raw.get("isBase64Encoded"):
+            body = base64.b64decode(body).decode()
+        return json.loads(body)
+
+
+@pytest.fixture
+def api(aws) -> Api:
+    return Api()
+
+
+def jpeg_file(name: str = "car1.jpg", size: int = 1024, mime: str = "image/jpeg") -> dict:
+    return {"filename": name, "file_size": size, "mime_type": mime}
+
+
+@pytest.fixture
+def uploaded(api, s3, bucket):
+    """Prepares `n` images of a dataset, PUTs the objects the client would, and confirms them."""
+
+    def make(dataset_id: int = 1, n: int = 1, size: int = 1024, confirm: bool = True) -> list[dict]:
+        tickets = api.prepare(dataset_id, [jpeg_file(f"car{i}.jpg", size) for i in range(n)]).json["uploads"]
+        for ticket in tickets:
+            s3.put_object(Bucket=bucket, Key=ticket["s3_key"], Body=b"\xff" * size, ContentType="image/jpeg")
+        if confirm:
+            assert api.confirm(dataset_id, [t["image_id"] for t in tickets]).status == 200
+        return tickets
+
+    return make
