@@ -38,7 +38,7 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration
 
-test: install lint validate
+test: install lint validate build
 	$(PY) -m pytest
 
 clean:

@@ -1,0 +1,116 @@
+"""Starts the local stack (`python -m local_stack`, what `make run` runs) on free ports."""
+
+import itertools
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+ROOT = Path(__file__).parents[2]
+READY = "local_stack ready:"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    def __init__(self, api_url: str, aws_url: str, recording: Path) -> None:
+        self.api = api_url
+        self.aws = aws_url
+        self._recording = recording
+        self.http = requests.Session()
+        self._datasets = itertools.count(1000)
+
+    def dataset(self) -> int:
+        """A dataset id no other test uses: tests share one stack."""
+        return next(self._datasets)
+
+    def client(self, service: str):
+        return boto3.client(
+            service,
+            endpoint_url=self.aws,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def bucket(self) -> str:
+        (name,) = [b["Name"] for b in self.client("s3").list_buckets()["Buckets"]]
+        return name
+
+    def url(self, path: str) -> str:
+        return self.api + path
+
+    def record_aws_calls(self):
+        """Context manager: the AWS calls moto server saw, as (service, operation) pairs."""
+        return _Recording(self)
+
+
+class _Recording:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.calls: list[tuple[str, str]] = []
+
+    def __enter__(self):
+        requests.post(f"{self.stack.aws}/moto-api/recorder/reset-recording", timeout=5)
+        requests.post(f"{self.stack.aws}/moto-api/recorder/start-recording", timeout=5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        requests.post(f"{self.stack.aws}/moto-api/recorder/stop-recording", timeout=5)
+        lines = requests.get(f"{self.stack.aws}/moto-api/recorder/download-recording", timeout=5).text
+        for line in filter(None, lines.splitlines()):
+            entry = json.loads(line)
+            headers = {k.lower(): v for k, v in entry["headers"].items()}
+            target = headers.get("x-amz-target", "")
+            if target.startswith("DynamoDB_"):
+                self.calls.append(("dynamodb", target.split(".", 1)[1]))
+            else:
+                self.calls.append(("s3", entry["method"]))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    api_port, aws_port = _free_port(), _free_port()
+    recording = tmp_path_factory.mktemp("moto") / "recording"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "local"), "MOTO_RECORDER_FILEPATH": str(recording)}
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "IMAGES_TABLE", "IMAGES_BUCKET"):
+        env.pop(name, None)
+    log = (tmp_path_factory.mktemp("stack") / "stack.log").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local_stack", "--api-port", str(api_port), "--aws-port", str(aws_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        if line.startswith(READY):
+            break
+        if time.monotonic() > deadline:
+            break
+    else:
+        log.seek(0)
+        pytest.fail(f"local stack did not start:\n{log.read()}")
+    try:
+        yield Stack(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{aws_port}", recording)
+    finally:
+        process.terminate()
+        try:
+            assert process.wait(timeout=15) == 0, "local stack did not stop cleanly on SIGTERM"
+        finally:
+            process.kill()
+            log.close()

@@ -1,0 +1,190 @@
+"""The design note's flow over real HTTP against the running local stack."""
+
+import json
+import shutil
+import subprocess
+from urllib.parse import urlsplit
+
+import pytest
+
+
+def prepare(stack, dataset_id, files, **params):
+    return stack.http.post(
+        stack.url(f"/datasets/{dataset_id}/images/prepare-upload"), json={"files": files}, params=params
+    )
+
+
+def test_prepare_put_confirm_list_download_patch_delete(stack, tmp_path):
+    dataset = stack.dataset()
+    photo = b"\xff\xd8\xff" + bytes(range(256)) * 8
+    files = [
+        {"filename": "car1.jpg", "file_size": len(photo), "mime_type": "image/jpeg"},
+        {"filename": "voiture été (1).jpg", "file_size": 5, "mime_type": "image/jpeg"},
+    ]
+    reply = prepare(stack, dataset, files)
+    assert reply.status_code == 200
+    first, second = reply.json()["uploads"]
+    # Path-style URLs on the emulator, so a plain HTTP client can PUT to them.
+    assert first["upload_url"].startswith(f"{stack.aws}/{stack.bucket()}/datasets/{dataset}/images/")
+    assert second["s3_key"].endswith("_voiture été (1).jpg")
+
+    put = stack.http.put(first["upload_url"], data=photo, headers={"Content-Type": "image/jpeg"})
+    assert put.status_code == 200
+    assert put.headers["ETag"]
+
+    reply = stack.http.post(
+        stack.url(f"/datasets/{dataset}/images/confirm-upload"),
+        json={"image_ids": [first["image_id"], second["image_id"]]},
+    )
+    assert reply.json() == {
+        "message": "Successfully confirmed 1 uploads",
+        "updated_count": 1,
+        "total_requested": 2,
+    }
+
+    listed = stack.http.get(stack.url(f"/datasets/{dataset}/images")).json()
+    assert [(i["id"], i["status"]) for i in listed] == [
+        (first["image_id"], "uploaded"),
+        (second["image_id"], "error"),
+    ]
+    assert "download_url" not in listed[0]
+
+    with_urls = stack.http.get(
+        stack.url(f"/datasets/{dataset}/images/with-urls"), params={"status": "uploaded"}
+    )
+    (item,) = with_urls.json()
+    assert stack.http.get(item["download_url"]).content == photo
+
+    link = stack.http.get(
+        stack.url(f"/images/{first['image_id']}/download-url"), params={"expires_in": 60}
+    ).json()
+    assert link["expires_in"] == 60
+    assert stack.http.get(link["download_url"]).content == photo
+    assert stack.http.get(stack.url(f"/images/{second['image_id']}/download-url")).status_code == 409
+
+    patched = stack.http.patch(
+        stack.url(f"/images/{first['image_id']}"), json={"width": 1920, "height": 1080}
+    )
+    assert (patched.json()["width"], patched.json()["height"]) == (1920, 1080)
+    assert stack.http.get(stack.url(f"/images/{first['image_id']}")).json() == patched.json()
+
+    assert stack.http.delete(stack.url(f"/images/{first['image_id']}")).status_code == 200
+    assert stack.http.get(stack.url(f"/images/{first['image_id']}")).status_code == 404
+    objects = stack.client("s3").list_objects_v2(Bucket=stack.bucket(), Prefix=f"datasets/{dataset}/")
+    assert "Contents" not in objects
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
+def test_the_notes_curl_walkthrough_works_unchanged(stack, tmp_path):
+    dataset = stack.dataset()
+    (tmp_path / "test.jpg").write_bytes(b"j" * 1024)
+
+    def curl(*args: str) -> str:
+        return subprocess.run(
+            ["curl", "-sS", "-f", *args], check=True, capture_output=True, text=True, cwd=tmp_path
+        ).stdout
+
+    prepared = json.loads(
+        curl(
+            "-X", "POST", stack.url(f"/datasets/{dataset}/images/prepare-upload"),
+            "-H", "Content-Type: application/json",
+            "-d", '{"files": [{"filename": "test.jpg", "file_size": 1024, "mime_type": "image/jpeg"}]}',
+        )
+    )  # fmt: skip
+    ticket = prepared["uploads"][0]
+    curl("-X", "PUT", ticket["upload_url"], "--upload-file", "test.jpg", "-H", "Content-Type: image/jpeg")
+    confirmed = json.loads(
+        curl(
+            "-X", "POST", stack.url(f"/datasets/{dataset}/images/confirm-upload"),
+            "-H", "Content-Type: application/json",
+            "-d", json.dumps({"image_ids": [ticket["image_id"]]}),
+        )
+    )  # fmt: skip
+    assert confirmed == {
+        "message": "Successfully confirmed 1 uploads",
+        "updated_count": 1,
+        "total_requested": 1,
+    }
+
+
+def test_cursor_pages_over_http(stack):
+    dataset = stack.dataset()
+    files = [{"filename": f"c{i}.png", "file_size": 10, "mime_type": "image/png"} for i in range(7)]
+    ids = [u["image_id"] for u in prepare(stack, dataset, files).json()["uploads"]]
+
+    seen, params = [], {"limit": 3}
+    while True:
+        reply = stack.http.get(stack.url(f"/datasets/{dataset}/images"), params=params)
+        assert reply.status_code == 200
+        seen.append([i["id"] for i in reply.json()])
+        if "X-Next-Cursor" not in reply.headers:
+            break
+        params = {"limit": 3, "cursor": reply.headers["X-Next-Cursor"]}
+    assert seen == [ids[:3], ids[3:6], ids[6:]]
+
+    bad = stack.http.get(stack.url(f"/datasets/{dataset}/images"), params={"cursor": "not-a-cursor"})
+    assert bad.status_code == 400
+
+
+def test_prepare_of_1000_files_makes_41_dynamodb_calls_and_no_s3_call(stack):
+    dataset = stack.dataset()
+    files = [
+        {"filename": f"car{i}.jpg", "file_size": 1000 + i, "mime_type": "image/jpeg"} for i in range(1000)
+    ]
+    with stack.record_aws_calls() as recording:
+        reply = prepare(stack, dataset, files)
+    assert reply.status_code == 200
+    assert len(reply.json()["uploads"]) == 1000
+    assert sorted(recording.calls) == sorted(
+        [("dynamodb", "UpdateItem")] + [("dynamodb", "BatchWriteItem")] * 40
+    )
+
+    with stack.record_aws_calls() as recording:
+        prepare(stack, dataset, files[:1])
+    assert recording.calls == [("dynamodb", "UpdateItem"), ("dynamodb", "BatchWriteItem")]
+
+
+def test_confirm_heads_each_object_once(stack):
+    dataset = stack.dataset()
+    files = [{"filename": f"car{i}.jpg", "file_size": 3, "mime_type": "image/jpeg"} for i in range(5)]
+    uploads = prepare(stack, dataset, files).json()["uploads"]
+    for ticket in uploads[:3]:
+        stack.http.put(ticket["upload_url"], data=b"abc", headers={"Content-Type": "image/jpeg"})
+    with stack.record_aws_calls() as recording:
+        reply = stack.http.post(
+            stack.url(f"/datasets/{dataset}/images/confirm-upload"),
+            json={"image_ids": [u["image_id"] for u in uploads]},
+        )
+    assert reply.json()["updated_count"] == 3
+    assert recording.calls.count(("s3", "HEAD")) == 5
+    assert ("dynamodb", "Scan") not in recording.calls
+
+
+def test_bucket_cors_lets_a_localhost_page_put_and_read_etag(stack):
+    rules = stack.client("s3").get_bucket_cors(Bucket=stack.bucket())["CORSRules"]
+    assert any(
+        ("*" in r["AllowedOrigins"] or "http://localhost:3000" in r["AllowedOrigins"])
+        and {"PUT", "GET", "HEAD"} <= set(r["AllowedMethods"])
+        and "ETag" in r.get("ExposeHeaders", [])
+        for r in rules
+    )
+
+
+def test_api_answers_cors_preflights_and_exposes_the_cursor_header(stack):
+    preflight = stack.http.options(
+        stack.url("/datasets/1/images/prepare-upload"),
+        headers={"Origin": "http://localhost:8080", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code in (200, 204)
+    assert preflight.headers["Access-Control-Allow-Origin"] in ("*", "http://localhost:8080")
+    listed = stack.http.get(stack.url("/datasets/1/images"), headers={"Origin": "http://localhost:8080"})
+    assert "x-next-cursor" in listed.headers["Access-Control-Expose-Headers"].lower()
+
+
+def test_presigned_urls_are_not_rewritten_by_the_stack(stack):
+    ticket = prepare(
+        stack, stack.dataset(), [{"filename": "a.gif", "file_size": 9, "mime_type": "image/gif"}]
+    )
+    url = urlsplit(ticket.json()["uploads"][0]["upload_url"])
+    assert "X-Amz-Signature=" in url.query
+    assert "content-length%3Bcontent-type%3Bhost" in url.query
