@@ -2,7 +2,7 @@
 
 import json
 
-from tests.unit.conftest import jpeg_file
+from tests.unit.conftest import EVENTS, jpeg_file
 
 
 def test_unknown_route_gets_json_404(api):
@@ -44,3 +44,20 @@ def test_nothing_in_the_api_ever_scans(api, uploaded, aws_calls):
     operations = {op for (service, op) in aws_calls if service == "dynamodb"}
     assert "Query" in operations
     assert "Scan" not in operations
+
+
+def test_handler_imports_without_any_setting_and_reads_them_on_first_use(tmp_path):
+    # Settings are read lazily: a cold start does no work, and tests can set the environment later.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGES_"))}
+    root = EVENTS.parent
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "layers/common"), str(root / "functions/api")])
+    code = "import images_api.handler, uploads_core.images_table, uploads_core.images_bucket; print('ok')"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -31,7 +31,8 @@ class _FromSettings:
 
 class _Meta:
     table_name = _FromSettings(lambda s: s.images_table)
-    region = _FromSettings(lambda s: s.region)
+    # None: botocore takes the region from the environment, as Lambda sets it.
+    region = None
 
 
 class DatasetIndex(GlobalSecondaryIndex):

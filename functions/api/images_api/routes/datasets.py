@@ -1,37 +1,21 @@
 """Routes under /datasets/{dataset_id}/images."""
 
-from typing import Annotated
-
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from images_api import logic
+from images_api.routes.params import Cursor, DatasetId, ExpiresIn, Limit, Skip, StatusFilter
 from uploads_core.models import (
     DEFAULT_EXPIRES_IN,
-    MAX_BATCH,
-    MAX_EXPIRES_IN,
-    MAX_ID,
     ConfirmUploadRequest,
     ConfirmUploadResponse,
     Image,
-    ImageStatus,
     ImageWithUrl,
     PrepareUploadRequest,
     PrepareUploadResponse,
 )
 
 router = APIGatewayHttpRouter()
-
-DatasetId = Annotated[int, Path(gt=0, le=MAX_ID, description="Dataset id (positive integer)")]
-ExpiresIn = Annotated[int, Query(ge=1, le=MAX_EXPIRES_IN, description="Lifetime of presigned URLs, seconds")]
-Skip = Annotated[int, Query(ge=0, le=1_000_000, description="Items to skip (prefer `cursor` to page deep)")]
-Limit = Annotated[int, Query(ge=1, le=MAX_BATCH, description="Page size")]
-StatusFilter = Annotated[ImageStatus | None, Query(description="Only images with this status")]
-Cursor = Annotated[
-    str | None,
-    Query(max_length=512, description="Value of a previous page's X-Next-Cursor header"),
-]
 
 
 def _page_response(items: list[Image], next_cursor: str | None) -> Response:

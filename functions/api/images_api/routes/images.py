@@ -1,15 +1,11 @@
 """Routes under /images/{image_id}."""
 
-from typing import Annotated
-
-from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from images_api import logic
+from images_api.routes.params import ExpiresIn, ImageId
 from uploads_core.models import (
     DEFAULT_EXPIRES_IN,
-    MAX_EXPIRES_IN,
-    MAX_ID,
     DeleteResult,
     DownloadUrl,
     Image,
@@ -17,9 +13,6 @@ from uploads_core.models import (
 )
 
 router = APIGatewayHttpRouter()
-
-ImageId = Annotated[int, Path(gt=0, le=MAX_ID, description="Image id (positive integer)")]
-ExpiresIn = Annotated[int, Query(ge=1, le=MAX_EXPIRES_IN, description="URL lifetime, seconds")]
 
 
 @router.get("/images/<image_id>", summary="One image")
