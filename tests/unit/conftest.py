@@ -205,3 +205,60 @@ def uploaded(api, s3, bucket):
         return tickets
 
     return make
+
+
+class Processor:
+    """PUTs bytes as a client would and delivers the S3 event to ProcessUploadFunction's handler."""
+
+    _sequence = 0
+
+    def __init__(self, s3, bucket: str) -> None:
+        from upload_processor.handler import lambda_handler
+
+        self._handler = lambda_handler
+        self.s3 = s3
+        self.bucket = bucket
+
+    def put(self, key: str, data: bytes, content_type: str = "image/jpeg") -> dict:
+        """Stores the object and returns its S3 event record (key URL-encoded, next sequencer)."""
+        from urllib.parse import quote_plus
+
+        etag = self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)["ETag"]
+        Processor._sequence += 1
+        record = copy.deepcopy(json.loads((EVENTS / "s3" / "object_created.json").read_text())["Records"][0])
+        record["s3"]["bucket"]["name"] = self.bucket
+        record["s3"]["object"].update(
+            key=quote_plus(key, safe="/"),
+            size=len(data),
+            eTag=etag.strip('"'),
+            sequencer=f"0066F1A2B3C4{Processor._sequence:06X}",
+        )
+        return record
+
+    def deliver(self, *records: dict) -> dict:
+        return self._handler({"Records": list(records)}, FakeContext(function_name="ProcessUploadFunction"))
+
+
+@pytest.fixture
+def processor(aws, s3, bucket, template, monkeypatch) -> Processor:
+    for name, value in function_environment(template, "ProcessUploadFunction").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ORPHAN_RECHECK_SECONDS", "0")
+    _clear_caches()
+    return Processor(s3, bucket)
+
+
+@pytest.fixture
+def cleanup(aws, template, monkeypatch):
+    """Runs CleanupFunction's handler with the sample Scheduled Event at a given time."""
+    for name, value in function_environment(template, "CleanupFunction").items():
+        monkeypatch.setenv(name, value)
+    _clear_caches()
+    from upload_cleanup.handler import lambda_handler
+
+    def run(at: str) -> dict:
+        event = json.loads((EVENTS / "schedule" / "scheduled_event.json").read_text())
+        event["time"] = at
+        return lambda_handler(event, FakeContext(function_name="CleanupFunction"))
+
+    return run

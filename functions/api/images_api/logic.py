@@ -65,18 +65,23 @@ def _matches_declaration(image: Image, found: images_bucket.ObjectInfo) -> bool:
 def confirm_upload(dataset_id: int, image_ids: list[int]) -> ConfirmUploadResponse:
     """Checks each object with a concurrent HeadObject: present → uploaded, absent → error.
 
-    Ids of other datasets, or with no record, are neither touched nor counted.
+    Ids of other datasets, or with no record, are neither touched nor counted. A verdict of the
+    S3 trigger, which read the bytes, outranks this existence check: a rejected image stays so.
     """
     images = [i for i in images_table.get_many(image_ids) if i.dataset_id == dataset_id]
     found = images_bucket.head_many(i.s3_key for i in images)
     confirmed = 0
     for image in images:
+        if image.error_reason is not None:
+            continue
         info = found[image.s3_key]
         ok = info is not None and _matches_declaration(image, info)
         target = ImageStatus.UPLOADED if ok else ImageStatus.ERROR
         if image.status != target:
-            # Conditional on the status read: a concurrent change wins over this one.
-            updated = images_table.update(image, {"status": target}, expected_status=image.status)
+            # Conditional on the status read: a concurrent change (the trigger's) wins over this one.
+            updated = images_table.update(
+                image, {"status": target}, expected_status=image.status, unjudged_only=True
+            )
             if updated is None:
                 current = images_table.get(image.id)
                 ok = current is not None and current.status == ImageStatus.UPLOADED
@@ -101,18 +106,21 @@ def list_images(
     return ImagePage(items=page, next_cursor=next_cursor)
 
 
+def _with_urls(image: Image, expires_in: int) -> ImageWithUrl:
+    item = ImageWithUrl.model_validate(image, from_attributes=True)
+    if image.status == ImageStatus.UPLOADED:
+        item.download_url = images_bucket.generate_presigned_download_url(image.s3_key, expires_in)
+        item.url_expires_in = expires_in
+        if image.thumbnail_key:
+            item.thumbnail_url = images_bucket.generate_presigned_download_url(
+                image.thumbnail_key, expires_in
+            )
+    return item
+
+
 def with_download_urls(images: list[Image], expires_in: int) -> list[ImageWithUrl]:
     """Signs URLs locally for uploaded images only: no extra request per image."""
-    return [
-        ImageWithUrl(
-            **image.model_dump(),
-            download_url=images_bucket.generate_presigned_download_url(image.s3_key, expires_in),
-            url_expires_in=expires_in,
-        )
-        if image.status == ImageStatus.UPLOADED
-        else ImageWithUrl(**image.model_dump())
-        for image in images
-    ]
+    return [_with_urls(image, expires_in) for image in images]
 
 
 def get_image(image_id: int) -> Image:
@@ -144,9 +152,9 @@ def patch_image(image_id: int, patch: ImagePatch) -> Image:
 
 
 def delete_image(image_id: int) -> DeleteResult:
-    """Object first, then record: a failure in between leaves a record to retry, never an orphan."""
+    """Objects first, then record: a failure in between leaves a record to retry, never an orphan."""
     image = get_image(image_id)
-    images_bucket.delete_file(image.s3_key)
+    images_bucket.delete_files([image.s3_key, image.thumbnail_key])
     if not images_table.delete(image):
         raise ImageNotFoundError(image_id)
     return DeleteResult(message=f"Image {image_id} deleted", id=image_id)

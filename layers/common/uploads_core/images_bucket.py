@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import BinaryIO
 
 import boto3
 from botocore.config import Config
@@ -88,9 +89,64 @@ def head_many(s3_keys: Iterable[str]) -> dict[str, ObjectInfo | None]:
         return dict(zip(keys, pool.map(head, keys), strict=True))
 
 
+@dataclass(frozen=True)
+class OpenedObject:
+    body: BinaryIO  # a stream: bytes are fetched only as they are read
+    size: int
+    content_type: str | None
+    etag: str | None
+
+
+def _missing_or_changed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in (
+        "404",
+        "NoSuchKey",
+        "NotFound",
+        "PreconditionFailed",
+        "412",
+    )
+
+
+def open_object(s3_key: str, etag: str | None = None) -> OpenedObject | None:
+    """Streams an object; None when it is gone or (with `etag`) was replaced by another version."""
+    params = {"Bucket": _bucket(), "Key": s3_key}
+    if etag:
+        params["IfMatch"] = etag if etag.startswith('"') else f'"{etag}"'
+    try:
+        response = _s3().get_object(**params)
+    except ClientError as exc:
+        if _missing_or_changed(exc):
+            return None
+        raise
+    return OpenedObject(
+        body=response["Body"],
+        size=response["ContentLength"],
+        content_type=response.get("ContentType"),
+        etag=response.get("ETag"),
+    )
+
+
+def put_file(s3_key: str, data: bytes, content_type: str) -> None:
+    _s3().put_object(Bucket=_bucket(), Key=s3_key, Body=data, ContentType=content_type)
+
+
 def file_exists(s3_key: str) -> bool:
     return head(s3_key) is not None
 
 
 def delete_file(s3_key: str) -> None:
     _s3().delete_object(Bucket=_bucket(), Key=s3_key)
+
+
+def delete_files(s3_keys: Iterable[str | None]) -> None:
+    """Deletes the given keys (None entries skipped) with one DeleteObjects call per 1000."""
+    keys = [k for k in dict.fromkeys(s3_keys) if k]
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        response = _s3().delete_objects(
+            Bucket=_bucket(), Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+        )
+        if response.get("Errors"):
+            raise RuntimeError(
+                f"S3 could not delete {len(response['Errors'])} objects: {response['Errors'][:3]}"
+            )

@@ -7,16 +7,18 @@ sees pynamodb or DynamoDB.
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from pynamodb.attributes import NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from uploads_core.models import Image, ImageStatus, format_utc, utc_now
+from uploads_core.models import ErrorReason, Image, ImageStatus, format_utc, utc_now
 from uploads_core.settings import get_settings
 
 # Reserved key of the id counter item, kept in the images table itself (ids start at 1).
 _COUNTER_ID = 0
+# Shards of the sparse uploading index. Fixed: records already written live in these shards.
+UPLOADING_SHARDS = 8
 
 
 class _FromSettings:
@@ -61,6 +63,15 @@ class S3KeyIndex(GlobalSecondaryIndex):
     s3_key = UnicodeAttribute(hash_key=True)
 
 
+class UploadingIndex(GlobalSecondaryIndex):
+    class Meta:
+        index_name = "uploading-index"
+        projection = AllProjection()
+
+    uploading_shard = NumberAttribute(hash_key=True)
+    uploading_since = UnicodeAttribute(range_key=True)
+
+
 class ImageRecord(Model):
     Meta = _Meta
 
@@ -77,10 +88,21 @@ class ImageRecord(Model):
     status = UnicodeAttribute()
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
+    orientation = NumberAttribute(null=True)
+    error_reason = MapAttribute(null=True)
+    thumbnail_key = UnicodeAttribute(null=True)
+    # The S3 event sequencer of the object version last judged, right-padded to a fixed
+    # width so that DynamoDB's string comparison orders events of one key.
+    object_sequencer = UnicodeAttribute(null=True)
+    object_etag = UnicodeAttribute(null=True)
+    # Only while `uploading`: the keys of the sparse uploading index.
+    uploading_shard = NumberAttribute(null=True)
+    uploading_since = UnicodeAttribute(null=True)
 
     dataset_index = DatasetIndex()
     dataset_status_index = DatasetStatusIndex()
     s3_key_index = S3KeyIndex()
+    uploading_index = UploadingIndex()
 
 
 class IdCounter(Model):
@@ -94,13 +116,48 @@ def _dataset_status(dataset_id: int, status: str) -> str:
     return f"{dataset_id}#{status}"
 
 
+_BOOKKEEPING = ("thumbnail_key", "object_sequencer", "object_etag")
+
+
 def _to_image(record: ImageRecord) -> Image:
-    return Image.model_validate(record.attribute_values)
+    values = dict(record.attribute_values)
+    if values.get("error_reason") is not None:
+        values["error_reason"] = values["error_reason"].as_dict()
+    return Image.model_validate(values)
+
+
+def _index_values(image: Image, status: str) -> dict:
+    """The derived keys that put a record in the status listing and the uploading index."""
+    uploading = status == ImageStatus.UPLOADING
+    return {
+        "dataset_status": _dataset_status(image.dataset_id, status),
+        "uploading_shard": image.id % UPLOADING_SHARDS if uploading else None,
+        "uploading_since": format_utc(image.created_at) if uploading else None,
+    }
 
 
 def _to_record(image: Image) -> ImageRecord:
     data = image.model_dump(mode="json")
-    return ImageRecord(dataset_status=_dataset_status(image.dataset_id, image.status), **data)
+    data.update({name: getattr(image, name) for name in _BOOKKEEPING})
+    data.update(_index_values(image, image.status))
+    return ImageRecord(**{k: v for k, v in data.items() if v is not None})
+
+
+def _actions(image: Image, changes: dict, now: datetime | None) -> list:
+    values = {**changes, "updated_at": format_utc(now or utc_now())}
+    if "status" in changes:
+        values.update(_index_values(image, changes["status"]))
+    if isinstance(values.get("error_reason"), ErrorReason):
+        values["error_reason"] = values["error_reason"].model_dump()
+    return [
+        getattr(ImageRecord, name).remove() if value is None else getattr(ImageRecord, name).set(value)
+        for name, value in values.items()
+    ]
+
+
+def sequencer_key(sequencer: str) -> str:
+    """S3 sequencers of one key compare as hex strings once right-padded to the same length."""
+    return sequencer.upper().ljust(32, "0")
 
 
 def reserve_ids(count: int) -> range:
@@ -161,22 +218,63 @@ def query_dataset(dataset_id: int, status: ImageStatus | None, after_id: int, li
     return (_to_image(r) for r in results)
 
 
-def update(
-    image: Image, changes: dict, expected_status: ImageStatus, now: datetime | None = None
-) -> Image | None:
-    """Applies `changes` if the record still has `expected_status`; None when it changed meanwhile."""
+def _conditional_update(image: Image, changes: dict, condition, now: datetime | None) -> Image | None:
     record = _to_record(image)
-    values = {**changes, "updated_at": format_utc(now or utc_now())}
-    if "status" in changes:
-        values["dataset_status"] = _dataset_status(image.dataset_id, changes["status"])
-    actions = [getattr(ImageRecord, name).set(value) for name, value in values.items()]
     try:
-        record.update(actions=actions, condition=ImageRecord.status == str(expected_status))
+        record.update(actions=_actions(image, changes, now), condition=condition)
     except UpdateError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
             return None
         raise
     return _to_image(record)
+
+
+def update(
+    image: Image,
+    changes: dict,
+    expected_status: ImageStatus,
+    now: datetime | None = None,
+    unjudged_only: bool = False,
+) -> Image | None:
+    """Applies `changes` if the record still has `expected_status`; None when it changed meanwhile.
+
+    `unjudged_only`: also require that the S3 trigger has not rejected the object meanwhile.
+    """
+    condition = ImageRecord.status == str(expected_status)
+    if unjudged_only:
+        condition &= ImageRecord.error_reason.does_not_exist()
+    return _conditional_update(image, changes, condition, now)
+
+
+def record_verdict(image: Image, changes: dict, sequencer: str, now: datetime | None = None) -> Image | None:
+    """The S3 trigger's judgement of one object version; None when the record is gone or a
+    later version (greater sequencer) was judged already."""
+    seq = sequencer_key(sequencer)
+    condition = ImageRecord.id.exists() & (
+        ImageRecord.object_sequencer.does_not_exist() | (ImageRecord.object_sequencer < seq)
+    )
+    return _conditional_update(image, {**changes, "object_sequencer": seq}, condition, now)
+
+
+def query_stale_uploads(created_before: datetime) -> Iterator[Image]:
+    """Every `uploading` record created before the cutoff, through the sparse index, all pages."""
+    cutoff = format_utc(created_before)
+    for shard in range(UPLOADING_SHARDS):
+        for record in ImageRecord.uploading_index.query(
+            shard, range_key_condition=ImageRecord.uploading_since < cutoff
+        ):
+            yield _to_image(record)
+
+
+def delete_if_status(image: Image, status: ImageStatus) -> bool:
+    """Deletes the record only if it still has `status`; False otherwise (or when gone)."""
+    try:
+        ImageRecord(image.id).delete(condition=ImageRecord.status == str(status))
+    except DeleteError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def delete(image: Image) -> bool:

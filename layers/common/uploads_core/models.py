@@ -13,6 +13,8 @@ MAX_EXPIRES_IN = 7 * 24 * 3600  # SigV4's ceiling for presigned URLs
 DEFAULT_EXPIRES_IN = 3600
 # JavaScript clients read ids as doubles: keep them exact there.
 MAX_ID = 2**53 - 1
+# Thumbnails live outside the trigger's `datasets/` prefix, so writing one never re-triggers.
+THUMBNAIL_PREFIX = "thumbnails/"
 
 MimeType = Literal["image/jpeg", "image/png", "image/webp", "image/gif"]
 # Strict: JSON integers only (no "12", 12.0 or true).
@@ -70,8 +72,15 @@ class ConfirmUploadResponse(BaseModel):
     total_requested: int
 
 
+class ErrorReason(BaseModel):
+    """Why the processor rejected an upload: a short code and a sentence for people."""
+
+    code: str
+    message: str
+
+
 class Image(BaseModel):
-    """One image record; field order follows the note's example."""
+    """One image record; field order follows the note's example, additions come after."""
 
     id: int
     filename: str
@@ -84,11 +93,18 @@ class Image(BaseModel):
     dataset_id: int
     created_at: UtcDateTime
     updated_at: UtcDateTime
+    orientation: int | None = Field(default=None, description="EXIF orientation 1..8 of the stored image")
+    error_reason: ErrorReason | None = None
+    # Bookkeeping of the S3 trigger, not part of the API's answers.
+    thumbnail_key: str | None = Field(default=None, exclude=True)
+    object_sequencer: str | None = Field(default=None, exclude=True)
+    object_etag: str | None = Field(default=None, exclude=True)
 
 
 class ImageWithUrl(Image):
     download_url: str | None = None
     url_expires_in: int | None = None
+    thumbnail_url: str | None = None
 
 
 class DownloadUrl(BaseModel):

@@ -19,6 +19,13 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = None
     # How many HeadObject calls confirm-upload runs at once.
     head_concurrency: int = Field(default=32, ge=1, le=256)
+    # S3 trigger: images with more pixels are rejected (decompression bombs).
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+    # S3 trigger: how long to wait for a just-written record to reach the s3-key index
+    # before calling an object an orphan.
+    orphan_recheck_seconds: float = Field(default=1.0, ge=0)
+    # Cleanup job: `uploading` records older than this are removed.
+    stale_after_hours: float = Field(default=24, gt=0)
 
     @property
     def region(self) -> str:

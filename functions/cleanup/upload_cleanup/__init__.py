@@ -1,0 +1,1 @@
+"""CleanupFunction: the scheduled removal of uploads that never arrived."""

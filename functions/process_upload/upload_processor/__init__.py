@@ -1,0 +1,1 @@
+"""ProcessUploadFunction: the S3 ObjectCreated trigger that verifies and measures uploads."""

@@ -1,0 +1,61 @@
+"""Real image files made in memory for the tests (nothing binary is committed)."""
+
+import io
+import struct
+import zlib
+
+from PIL import Image
+
+
+def encode(img: Image.Image, fmt: str, **params) -> bytes:
+    out = io.BytesIO()
+    img.save(out, fmt, **params)
+    return out.getvalue()
+
+
+def jpeg(width: int = 64, height: int = 48, orientation: int | None = None, icc_bytes: int = 0) -> bytes:
+    img = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    params: dict = {"quality": 85}
+    if orientation:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        params["exif"] = exif.tobytes()
+    if icc_bytes:
+        # A large ICC profile puts the SOF marker after this many bytes of header.
+        params["icc_profile"] = b"\0" * icc_bytes
+    return encode(img, "JPEG", **params)
+
+
+def png(width: int = 40, height: int = 30, alpha: bool = False) -> bytes:
+    img = Image.new(
+        "RGBA" if alpha else "RGB", (width, height), (200, 30, 30, 128) if alpha else (200, 30, 30)
+    )
+    return encode(img, "PNG")
+
+
+def gif(width: int = 30, height: int = 20, frames: int = 3) -> bytes:
+    images = [Image.new("P", (width, height), color=i) for i in range(frames)]
+    out = io.BytesIO()
+    images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
+    return out.getvalue()
+
+
+def webp(width: int = 50, height: int = 40, alpha: bool = True) -> bytes:
+    img = Image.new(
+        "RGBA" if alpha else "RGB", (width, height), (10, 200, 10, 100) if alpha else (10, 200, 10)
+    )
+    return encode(img, "WEBP")
+
+
+def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A small file whose header claims width x height pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+HTML = b"<!doctype html><html><body><script>alert(1)</script></body></html>" * 20
