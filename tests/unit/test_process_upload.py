@@ -5,7 +5,7 @@ import io
 import pytest
 from PIL import Image
 
-from tests.unit import sample_images
+from tests import sample_images
 from tests.unit.conftest import jpeg_file
 
 
