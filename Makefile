@@ -22,6 +22,12 @@ install: $(VENV)/.installed
 run: install
 	PYTHONPATH=local $(PY) -m local_stack --api-port $(API_PORT) --aws-port $(AWS_PORT)
 
+# Runs one function with an event file against the stack `make run` started, like `sam local invoke -e`.
+.PHONY: invoke
+invoke: install
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=LogicalId EVENT=events/.../event.json" >&2; exit 2; }
+	@PYTHONPATH=local $(PY) -m local_stack invoke "$(FUNCTION)" "$(EVENT)" --api-port $(API_PORT) --aws-port $(AWS_PORT)
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -59,3 +59,12 @@ def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
 
 
 HTML = b"<!doctype html><html><body><script>alert(1)</script></body></html>" * 20
+
+
+def jpeg_of_size(size: int) -> bytes:
+    """A valid JPEG of exactly `size` bytes (a comment segment pads it), e.g. the note's 1024."""
+    base = jpeg(8, 8)
+    padding = size - len(base) - 4
+    if not 0 <= padding <= 65533:
+        raise ValueError(f"cannot make a {size}-byte JPEG from a {len(base)}-byte one")
+    return base[:2] + b"\xff\xfe" + (padding + 2).to_bytes(2, "big") + b"\0" * padding + base[2:]

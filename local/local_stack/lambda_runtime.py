@@ -77,6 +77,9 @@ class LambdaRuntime:
     def function_name(self, logical_id: str) -> str:
         return LocalNames(self.template, **self.names).physical_name(logical_id)
 
+    def function_arn(self, logical_id: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name(logical_id)}"
+
     def environment(self, logical_id: str) -> dict[str, str]:
         """What os.environ holds while the function runs."""
         info = self.function(logical_id)
@@ -125,25 +128,28 @@ class LambdaRuntime:
                 self._handlers[logical_id] = getattr(module, attribute)
             return self._handlers[logical_id]
 
-    def context(self, logical_id: str) -> LambdaContext:
+    def context(self, logical_id: str, request_id: str | None = None) -> LambdaContext:
         info = self.function(logical_id)
         name = self.function_name(logical_id)
         return LambdaContext(
             function_name=name,
             function_version="$LATEST",
-            invoked_function_arn=f"arn:aws:lambda:{self.region}:{self.account_id}:function:{name}",
+            invoked_function_arn=self.function_arn(logical_id),
             memory_limit_in_mb=info.memory_size,
-            aws_request_id=str(uuid.uuid4()),
+            aws_request_id=request_id or str(uuid.uuid4()),
             log_group_name=f"/aws/lambda/{name}",
             log_stream_name=f"local/[$LATEST]{self._container_id}",
             deadline_ms=int(time.time() * 1000) + info.timeout * 1000,
         )
 
-    def invoke(self, logical_id: str, event: Any) -> Any:
-        """Call the function with ``event``; its exceptions propagate to the caller."""
+    def invoke(self, logical_id: str, event: Any, request_id: str | None = None) -> Any:
+        """Call the function with ``event``; its exceptions propagate to the caller.
+
+        ``request_id`` keeps one id across the retries of an asynchronous invocation, as Lambda does.
+        """
         with self._lock:
             handler = self.handler(logical_id)
-            context = self.context(logical_id)
+            context = self.context(logical_id, request_id)
             started = time.monotonic()
             with self._environment(logical_id):
                 result = handler(event, context)

@@ -1,18 +1,29 @@
-"""The whole local stack: moto for S3/DynamoDB, the template's resources, functions and HTTP API."""
+"""The whole local stack: moto for AWS, the template's resources, functions, HTTP API and triggers."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from moto.server import ThreadedMotoServer
 
 from local_stack.api_gateway import ApiServer, HttpApi
+from local_stack.async_invoke import AsyncInvoker
 from local_stack.lambda_runtime import LambdaRuntime
+from local_stack.s3_events import (
+    S3EventPoller,
+    S3Subscription,
+    Sequencer,
+    connect_s3_notifications,
+    s3_subscriptions,
+)
+from local_stack.schedules import Scheduler, ScheduleSubscription, schedule_subscriptions
 from local_stack.template import (
     DEFAULT_TEMPLATE,
     PSEUDO_DEFAULTS,
@@ -22,6 +33,25 @@ from local_stack.template import (
     http_routes,
     load_template,
 )
+
+# Marks the stack's own AWS calls (queue polling, destinations): Lambda's service makes them in AWS,
+# so moto's request recorder, which tests use to count the application's calls, leaves them out.
+INTERNAL_USER_AGENT = "local-stack-internal"
+
+
+def _keep_internal_calls_out_of_moto_recordings() -> None:
+    from moto.moto_api import recorder
+
+    if getattr(recorder, "_local_stack_filter", False):
+        return
+    record = recorder._record_request
+
+    def record_unless_internal(request: Any, body: bytes | None = None) -> None:
+        if INTERNAL_USER_AGENT not in request.headers.get("User-Agent", ""):
+            record(request, body)
+
+    recorder._record_request = record_unless_internal  # type: ignore[method-assign]
+    recorder._local_stack_filter = True  # type: ignore[attr-defined]
 
 
 def _client_host(host: str) -> str:
@@ -42,7 +72,12 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
 
 
 class LocalStack:
-    """Start with ``start()``, stop with ``stop()``; ``invoke()`` runs a function against it."""
+    """Start with ``start()``, stop with ``stop()``; ``invoke()`` runs a function against it.
+
+    Besides the HTTP API, the template's S3 events and rate schedules invoke their functions
+    asynchronously: ``retry_delay`` is the wait between Lambda's retries (minutes in AWS) and
+    ``schedule_period``, when given, replaces the period of every schedule (seconds).
+    """
 
     def __init__(
         self,
@@ -55,6 +90,8 @@ class LocalStack:
         region: str = PSEUDO_DEFAULTS["region"],
         account_id: str = PSEUDO_DEFAULTS["account_id"],
         base_dir: Path = REPO_ROOT,
+        retry_delay: float = 1.0,
+        schedule_period: float | None = None,
     ) -> None:
         self.template = template if template is not None else load_template(DEFAULT_TEMPLATE)
         self.host = host
@@ -66,6 +103,14 @@ class LocalStack:
         self._moto: ThreadedMotoServer | None = None
         self.runtime: LambdaRuntime | None = None
         self.api_server: ApiServer | None = None
+        self.retry_delay = retry_delay
+        self.schedule_period = schedule_period
+        self.s3_subscriptions: list[S3Subscription] = []
+        self.schedules: list[ScheduleSubscription] = []
+        self.sequencer = Sequencer()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._pollers: list[S3EventPoller] = []
 
     @property
     def aws_endpoint(self) -> str:
@@ -77,22 +122,27 @@ class LocalStack:
             self.api_server.url if self.api_server else f"http://{_client_host(self.host)}:{self._api_port}"
         )
 
-    def client(self, service: str) -> Any:
-        """A boto3 client for the local AWS endpoint (fake credentials, never a real account)."""
+    def client(self, service: str, *, internal: bool = False) -> Any:
+        """A boto3 client for the local AWS endpoint (fake credentials, never a real account).
+
+        ``internal``: a call of the stack's own plumbing, left out of moto's request recordings.
+        """
         session = boto3.session.Session(
             aws_access_key_id="testing",
             aws_secret_access_key="testing",  # noqa: S106 - moto's fake credentials
             region_name=self.names["region"],
         )
-        return session.client(service, endpoint_url=self.aws_endpoint)  # type: ignore[call-overload]
+        config = Config(user_agent_extra=INTERNAL_USER_AGENT) if internal else None
+        return session.client(service, endpoint_url=self.aws_endpoint, config=config)  # type: ignore[call-overload]
 
     def start(self) -> LocalStack:
+        _keep_internal_calls_out_of_moto_recordings()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self._aws_port, verbose=False)
         self._moto.start()
         self._aws_port = self._moto.get_host_and_port()[1]  # the real one when port 0 was asked
         wait_for_port(self.host, self._aws_port)
         self.resources = create_resources(
-            self.template, self.client("dynamodb"), self.client("s3"), **self.names
+            self.template, self.client("dynamodb"), self.client("s3"), self.client("sqs"), **self.names
         )
         self.runtime = LambdaRuntime(
             self.template, aws_endpoint=self.aws_endpoint, base_dir=self.base_dir, **self.names
@@ -106,7 +156,28 @@ class LocalStack:
         self.api_server = ApiServer(api, self.host, self._api_port).start()
         self._api_port = self.api_server.port
         wait_for_port(self.host, self._api_port)
+        self._start_triggers()
         return self
+
+    def _start_triggers(self) -> None:
+        """S3 notifications and schedules, each in its own thread, all invoking asynchronously."""
+        assert self.runtime is not None
+        self._stopping = threading.Event()
+        sqs = self.client("sqs", internal=True)
+        invoker = AsyncInvoker(self.runtime, sqs, retry_delay=self.retry_delay, stopping=self._stopping)
+        self.s3_subscriptions = s3_subscriptions(self.template, **self.names)
+        queues = connect_s3_notifications(
+            self.s3_subscriptions, self.client("s3", internal=True), sqs, self.names["stack_name"]
+        )
+        for function_id, queue_url in queues.items():
+            poller = S3EventPoller(function_id, queue_url, sqs, invoker, self.sequencer, self._stopping)
+            self._threads.append(poller.start())
+            self._pollers.append(poller)
+        self.schedules = schedule_subscriptions(self.template, **self.names)
+        for subscription in self.schedules:
+            thread = Scheduler(subscription, invoker, self._stopping, self.schedule_period).start()
+            if thread:
+                self._threads.append(thread)
 
     def invoke(self, logical_id: str, event: Any) -> Any:
         """Run a function of the template in this process, pointed at the local AWS endpoint."""
@@ -115,6 +186,16 @@ class LocalStack:
         return self.runtime.invoke(logical_id, event)
 
     def stop(self) -> None:
+        # Triggers first: they call moto. A woken poller returns at once; a function still running
+        # is not waited for long (the threads are daemons).
+        self._stopping.set()
+        for poller in self._pollers:
+            poller.wake()
+        self._pollers = []
+        deadline = time.monotonic() + 5
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._threads = []
         if self.api_server:
             self.api_server.stop()
             self.api_server = None

@@ -130,10 +130,11 @@ class LocalNames:
         if rtype == "AWS::S3::Bucket":
             name = self.resolve(props["BucketName"]) if "BucketName" in props else None
             return _bucket_name(str(name) if name else f"{self.stack_name}-{logical_id}")
-        if rtype == "AWS::SQS::Queue" and "QueueName" in props:
-            return str(self.resolve(props["QueueName"]))
         if rtype == "AWS::SQS::Queue":
-            return f"{self.stack_name}-{logical_id}"
+            if "QueueName" in props:
+                return str(self.resolve(props["QueueName"]))
+            fifo = _is_true(self.resolve(props.get("FifoQueue")))
+            return sqs_queue_name(f"{self.stack_name}-{logical_id}", fifo=fifo)
         if rtype in ("AWS::Serverless::Function", "AWS::Lambda::Function") and "FunctionName" in props:
             return str(self.resolve(props["FunctionName"]))
         return logical_id
@@ -291,6 +292,17 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _is_true(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def sqs_queue_name(name: str, fifo: bool = False) -> str:
+    # SQS accepts 1-80 letters, digits, hyphens and underscores; FIFO names end in ".fifo".
+    suffix = ".fifo" if fifo else ""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", name)
+    return name[: 80 - len(suffix)] + suffix
+
+
 def _bucket_name(name: str) -> str:
     # S3 only accepts 3-63 chars of lowercase letters, digits, dots and hyphens.
     name = re.sub(r"[^a-z0-9.-]+", "-", name.lower()).strip("-.")
@@ -378,12 +390,70 @@ def _error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def create_resources(
-    template: Mapping[str, Any], dynamodb_client: Any, s3_client: Any, **names: Any
-) -> dict[str, str]:
-    """Create the template's DynamoDB tables and S3 buckets; existing ones are left as they are.
+# CloudFormation properties of AWS::SQS::Queue that are queue attributes of the same name.
+_QUEUE_ATTRIBUTES = (
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "DelaySeconds",
+    "FifoQueue",
+    "FifoThroughputLimit",
+    "KmsDataKeyReusePeriodSeconds",
+    "KmsMasterKeyId",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "RedriveAllowPolicy",
+    "RedrivePolicy",
+    "SqsManagedSseEnabled",
+    "VisibilityTimeout",
+)
 
-    Returns LogicalId -> physical name. ``names`` are LocalNames' stack_name/region/account_id/parameters.
+
+def queue_attributes(props: Mapping[str, Any]) -> dict[str, str]:
+    """CreateQueue Attributes from resolved AWS::SQS::Queue properties (the API takes only strings)."""
+    attributes = {}
+    for key in _QUEUE_ATTRIBUTES:
+        if key in props:
+            value = props[key]
+            attributes[key] = json.dumps(value) if isinstance(value, Mapping) else _text(value)
+    return attributes
+
+
+def create_queues(template: Mapping[str, Any], sqs_client: Any, **names: Any) -> dict[str, str]:
+    """Create the template's SQS queues; returns LogicalId -> queue name."""
+    local = LocalNames(template, **names)
+    created: dict[str, str] = {}
+    redrives: dict[str, dict[str, str]] = {}
+    for logical_id, resource in resources_of_type(template, "AWS::SQS::Queue").items():
+        name = local.physical_name(logical_id)
+        attributes = queue_attributes(local.resolve(resource.get("Properties") or {}))
+        # Redrive policies name other queues: set once every queue exists.
+        redrive = {k: attributes.pop(k) for k in ("RedrivePolicy", "RedriveAllowPolicy") if k in attributes}
+        try:
+            url = sqs_client.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        except ClientError as error:
+            if _error_code(error) not in ("QueueAlreadyExists", "QueueNameExists"):
+                raise
+            url = sqs_client.get_queue_url(QueueName=name)["QueueUrl"]
+        if redrive:
+            redrives[url] = redrive
+        created[logical_id] = name
+    for url, attributes in redrives.items():
+        sqs_client.set_queue_attributes(QueueUrl=url, Attributes=attributes)
+    return created
+
+
+def create_resources(
+    template: Mapping[str, Any],
+    dynamodb_client: Any,
+    s3_client: Any,
+    sqs_client: Any = None,
+    **names: Any,
+) -> dict[str, str]:
+    """Create the template's DynamoDB tables, S3 buckets and (given ``sqs_client``) SQS queues.
+
+    Existing ones are left as they are. Returns LogicalId -> physical name (a queue's name, not its
+    URL). ``names`` are LocalNames' stack_name/region/account_id/parameters.
     """
     local = LocalNames(template, **names)
     created: dict[str, str] = {}
@@ -421,6 +491,9 @@ def create_resources(
         if (props.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
             s3_client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         created[logical_id] = bucket
+
+    if sqs_client is not None:
+        created.update(create_queues(template, sqs_client, **names))
     return created
 
 

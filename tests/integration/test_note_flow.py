@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests import sample_images
+
 
 def prepare(stack, dataset_id, files, **params):
     return stack.http.post(
@@ -16,10 +18,10 @@ def prepare(stack, dataset_id, files, **params):
 
 def test_prepare_put_confirm_list_download_patch_delete(stack, tmp_path):
     dataset = stack.dataset()
-    photo = b"\xff\xd8\xff" + bytes(range(256)) * 8
+    photo = sample_images.jpeg(64, 48)
     files = [
         {"filename": "car1.jpg", "file_size": len(photo), "mime_type": "image/jpeg"},
-        {"filename": "voiture été (1).jpg", "file_size": 5, "mime_type": "image/jpeg"},
+        {"filename": "voiture été (1).jpg", "file_size": 5, "mime_type": "image/jpeg"},  # never sent
     ]
     reply = prepare(stack, dataset, files)
     assert reply.status_code == 200
@@ -77,7 +79,7 @@ def test_prepare_put_confirm_list_download_patch_delete(stack, tmp_path):
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
 def test_the_notes_curl_walkthrough_works_unchanged(stack, tmp_path):
     dataset = stack.dataset()
-    (tmp_path / "test.jpg").write_bytes(b"j" * 1024)
+    (tmp_path / "test.jpg").write_bytes(sample_images.jpeg_of_size(1024))
 
     def curl(*args: str) -> str:
         return subprocess.run(
@@ -146,10 +148,13 @@ def test_prepare_of_1000_files_makes_41_dynamodb_calls_and_no_s3_call(stack):
 
 def test_confirm_heads_each_object_once(stack):
     dataset = stack.dataset()
-    files = [{"filename": f"car{i}.jpg", "file_size": 3, "mime_type": "image/jpeg"} for i in range(5)]
+    photo = sample_images.jpeg()
+    files = [
+        {"filename": f"car{i}.jpg", "file_size": len(photo), "mime_type": "image/jpeg"} for i in range(5)
+    ]
     uploads = prepare(stack, dataset, files).json()["uploads"]
     for ticket in uploads[:3]:
-        stack.http.put(ticket["upload_url"], data=b"abc", headers={"Content-Type": "image/jpeg"})
+        stack.http.put(ticket["upload_url"], data=photo, headers={"Content-Type": "image/jpeg"})
     with stack.record_aws_calls() as recording:
         reply = stack.http.post(
             stack.url(f"/datasets/{dataset}/images/confirm-upload"),

@@ -308,7 +308,7 @@ def test_create_resources_builds_the_table_with_its_indexes_and_the_bucket_with_
             {"AttributeName": "dataset_id", "KeyType": "HASH"},
             {"AttributeName": "id", "KeyType": "RANGE"},
         ]
-        assert set(indexes) == {"dataset-index", "dataset-status-index", "s3-key-index"}
+        assert set(indexes) == {"dataset-index", "dataset-status-index", "s3-key-index", "uploading-index"}
         assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"] == [
             {
                 "AllowedHeaders": ["*"],
