@@ -411,7 +411,12 @@ class _Handler(BaseHTTPRequestHandler):
         elapsed_ms = (time.monotonic() - started) * 1000
         log.info("%s %s %d %.0f ms", self.command, self.path, response.status, elapsed_ms)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+    def __getattr__(self, name: str):
+        # Every method reaches the router (TRACE, PROPFIND...): unknown ones get API Gateway's 404,
+        # not http.server's HTML 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():

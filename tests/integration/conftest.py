@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,8 +47,10 @@ class Stack:
         )
 
     def bucket(self) -> str:
-        (name,) = [b["Name"] for b in self.client("s3").list_buckets()["Buckets"]]
-        return name
+        """The images bucket, named as the functions see it."""
+        from local_stack.template import function_environment, load_template
+
+        return function_environment(load_template(), "ApiFunction")["IMAGES_BUCKET"]
 
     def url(self, path: str) -> str:
         return self.api + path
@@ -105,6 +108,8 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     else:
         log.seek(0)
         pytest.fail(f"local stack did not start:\n{log.read()}")
+    # Keep reading: a full pipe would block the functions' log writes, and so the stack.
+    threading.Thread(target=lambda: log.writelines(process.stdout), daemon=True).start()
     try:
         yield Stack(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{aws_port}", recording)
     finally:

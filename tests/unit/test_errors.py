@@ -6,7 +6,15 @@ from tests.unit.conftest import EVENTS, jpeg_file
 
 
 def test_unknown_route_gets_json_404(api):
-    reply = api.call("get_image", path="/nope")
+    # What API Gateway sends for a path no route matches, given a `$default` route.
+    from images_api.handler import lambda_handler
+    from tests.unit.conftest import FakeContext, Reply, load_event
+
+    event = load_event("get_image")
+    event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/nope"
+    del event["pathParameters"]
+    reply = Reply(lambda_handler(event, FakeContext()))
     assert reply.status == 404
     assert reply.json == {"detail": "Not Found"}
 
@@ -61,3 +69,36 @@ def test_handler_imports_without_any_setting_and_reads_them_on_first_use(tmp_pat
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_openapi_document_lists_every_route_with_its_schemas(api):
+    reply = api.call("get_openapi")
+    assert reply.status == 200
+    spec = reply.json
+    assert spec["openapi"].startswith("3.")
+    operations = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
+    assert operations == {
+        ("POST", "/datasets/{dataset_id}/images/prepare-upload"),
+        ("POST", "/datasets/{dataset_id}/images/confirm-upload"),
+        ("GET", "/datasets/{dataset_id}/images"),
+        ("GET", "/datasets/{dataset_id}/images/with-urls"),
+        ("GET", "/images/{image_id}"),
+        ("GET", "/images/{image_id}/download-url"),
+        ("PATCH", "/images/{image_id}"),
+        ("DELETE", "/images/{image_id}"),
+    }
+    assert "PrepareUploadRequest" in spec["components"]["schemas"]
+
+
+def test_swagger_ui_is_served_at_docs(api):
+    reply = api.call("get_docs")
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("text/html")
+    assert "swagger" in reply.raw["body"].lower()
+
+
+def test_a_path_id_the_resolver_cannot_even_match_is_a_422_not_a_404(api):
+    # API Gateway routed `/images/£` to /images/{image_id}; the id is what is wrong.
+    reply = api.image("get_image", "%C2%A3")
+    assert reply.status == 422
+    assert reply.json["detail"][0]["loc"] == ["path", "image_id"]

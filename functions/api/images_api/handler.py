@@ -1,21 +1,35 @@
 """Lambda entry point of ApiFunction: one resolver, its routers, and the error shapes."""
 
+import json
 from http import HTTPStatus
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from images_api.routes import datasets, images
 from uploads_core.errors import ConflictError, ImageNotFoundError, InvalidCursorError
+from uploads_core.telemetry import logger, metrics, tracer
 
-logger = Logger()
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(datasets.router)
 app.include_router(images.router)
+# Swagger UI at /docs (its assets come from a CDN, loaded by the reader's browser).
+app.enable_swagger(path="/docs", title="Image uploads API", version="1.0.0")
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_document():  # no return annotation: it would become a response schema
+    return Response(
+        status_code=HTTPStatus.OK,
+        content_type=content_types.APPLICATION_JSON,
+        body=app.get_openapi_json_schema(title="Image uploads API", version="1.0.0"),
+    )
 
 
 def _detail(status: HTTPStatus, detail: object) -> Response:
@@ -32,6 +46,30 @@ def _invalid_request(exc: RequestValidationError) -> Response:
         HTTPStatus.UNPROCESSABLE_ENTITY,
         [{"loc": list(e["loc"]), "msg": e.get("msg", ""), "type": e["type"]} for e in errors],
     )
+
+
+_NOT_JSON = "Send the body as JSON with Content-Type: application/json"
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_type(exc: RequestUnsupportedContentType) -> Response:
+    return _detail(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, _NOT_JSON)
+
+
+def _declares_other_than_json(event: dict) -> bool:
+    """A body sent as form or multipart data, which Powertools would try to parse as such."""
+    media = (event.get("headers") or {}).get("content-type", "").split(";")[0].strip().lower()
+    return (
+        bool(event.get("body"))
+        and bool(media)
+        and media != "application/json"
+        and not media.endswith("+json")
+    )
+
+
+@app.exception_handler(UnicodeDecodeError)
+def _not_utf8(exc: UnicodeDecodeError) -> Response:
+    return _detail(HTTPStatus.BAD_REQUEST, "Malformed JSON body: not UTF-8")
 
 
 @app.exception_handler(ImageNotFoundError)
@@ -51,6 +89,18 @@ def _bad_cursor(exc: InvalidCursorError) -> Response:
 
 @app.not_found
 def _route_not_found(exc: NotFoundError) -> Response:
+    # API Gateway matched one of our routes, yet the resolver did not: a path parameter holds
+    # characters no id can have (`/images/£`). That is invalid input, not a missing route.
+    event = app.current_event.raw_event
+    parameters = sorted(event.get("pathParameters") or {})
+    if event.get("routeKey", "$default") != "$default" and parameters:
+        return _detail(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            [
+                {"loc": ["path", name], "msg": "Input should be a positive integer", "type": "int_parsing"}
+                for name in parameters
+            ],
+        )
     return _detail(HTTPStatus.NOT_FOUND, "Not Found")
 
 
@@ -61,6 +111,15 @@ def _unexpected(exc: Exception) -> Response:
     return _detail(HTTPStatus.INTERNAL_SERVER_ERROR, "Internal server error")
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if _declares_other_than_json(event):
+        return {
+            "statusCode": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "headers": {"Content-Type": content_types.APPLICATION_JSON},
+            "body": json.dumps({"detail": _NOT_JSON}),
+            "isBase64Encoded": False,
+        }
     return app.resolve(event, context)

@@ -2,21 +2,23 @@
 
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upload_processor import logic
 from upload_processor.models import UploadedObject
+from uploads_core.telemetry import count, logger, metrics, tracer
 
-logger = Logger()
+_METRICS = {"uploaded": "ImagesUploaded", "rejected": "ImagesRejected", "orphan_deleted": "OrphansDeleted"}
 
 
 class RecordsFailed(Exception):
     """Raised after the whole batch ran, so Lambda retries the event (verdicts are idempotent)."""
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict:
     outcomes, failed = [], []
@@ -27,16 +29,34 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict:
         key = unquote_plus(s3_object.key)
         if not record.event_name.startswith("ObjectCreated:"):
             continue
+        # S3's request id correlates this record's lines with the PUT that caused it.
+        logger.set_correlation_id(record.response_elements.get("x-amz-request-id"))
+        logger.append_keys(s3_key=key, dataset_id=_dataset_id(key), image_id=None)
         obj = UploadedObject(key=key, size=s3_object.size, etag=s3_object.etag, sequencer=s3_object.sequencer)
         try:
             outcome = logic.process_object(obj)
         except Exception:
             # One bad record must not stop the others; the batch is retried as a whole at the end.
-            logger.exception("Processing failed", extra={"s3_key": key})
+            logger.exception("Processing failed")
             failed.append(key)
             continue
-        logger.info("Processed", extra=outcome.model_dump(mode="json", exclude_none=True))
+        logger.append_keys(image_id=outcome.image_id)
+        logger.info("Processed", extra=outcome.model_dump(mode="json", exclude_none=True, exclude={"key"}))
+        _count(outcome)
         outcomes.append(outcome)
     if failed:
         raise RecordsFailed(f"{len(failed)} of {len(records)} records failed: {failed[:5]}")
     return {"processed": [o.model_dump(mode="json", exclude_none=True) for o in outcomes]}
+
+
+def _dataset_id(key: str) -> int | None:
+    parts = key.split("/")
+    return int(parts[1]) if len(parts) > 2 and parts[0] == "datasets" and parts[1].isdigit() else None
+
+
+def _count(outcome) -> None:
+    name = _METRICS.get(outcome.result)
+    if outcome.error_reason is not None:
+        count(name, Reason=outcome.error_reason.code)
+    elif name:
+        count(name)

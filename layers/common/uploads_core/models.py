@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 ALLOWED_MIME_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
 MAX_FILE_SIZE = 10 * 1024 * 1024
@@ -17,9 +17,18 @@ MAX_ID = 2**53 - 1
 THUMBNAIL_PREFIX = "thumbnails/"
 
 MimeType = Literal["image/jpeg", "image/png", "image/webp", "image/gif"]
-# Strict: JSON integers only (no "12", 12.0 or true).
-PositiveId = Annotated[int, Field(strict=True, gt=0, le=MAX_ID)]
-Dimension = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
+
+
+def _json_number(value: object) -> object:
+    # JSON Schema's integer: 12 and 12.0 yes; "12" and true no (pydantic's lax mode takes both).
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a JSON integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_number)]
+PositiveId = Annotated[int, Field(gt=0, le=MAX_ID), BeforeValidator(_json_number)]
+Dimension = Annotated[int, Field(gt=0, le=1_000_000), BeforeValidator(_json_number)]
 ExpiresIn = Annotated[int, Field(ge=1, le=MAX_EXPIRES_IN)]
 
 
@@ -43,7 +52,7 @@ class ImageStatus(StrEnum):
 
 class FileToUpload(BaseModel):
     filename: str = Field(min_length=1, max_length=255, examples=["car1.jpg"])
-    file_size: int = Field(strict=True, ge=1, le=MAX_FILE_SIZE, examples=[1024000])
+    file_size: JsonInt = Field(ge=1, le=MAX_FILE_SIZE, examples=[1024000])
     mime_type: MimeType = Field(examples=["image/jpeg"])
 
 
@@ -113,27 +122,26 @@ class DownloadUrl(BaseModel):
 
 
 class ImagePatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Any of the three; a field left out is unchanged, and `null` is refused, not read as "unset"."""
 
-    width: Dimension | None = None
-    height: Dimension | None = None
-    status: ImageStatus | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: object) -> object:
-        # `null` would read as "not given": refuse it rather than silently ignore it.
-        if isinstance(data, dict):
-            for name, value in data.items():
-                if value is None and name in cls.model_fields:
-                    raise ValueError(f"{name} may not be null")
-        return data
+    # Defaults are not validated, so None means "not given" while the schema stays non-nullable.
+    width: Dimension = None  # type: ignore[assignment]
+    height: Dimension = None  # type: ignore[assignment]
+    status: ImageStatus = None  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _not_empty(self) -> Self:
         if not self.model_fields_set:
             raise ValueError("give at least one of width, height, status")
         return self
+
+
+class ErrorDetail(BaseModel):
+    """Every 4xx other than validation errors: `{"detail": "what went wrong"}`."""
+
+    detail: str
 
 
 class DeleteResult(BaseModel):

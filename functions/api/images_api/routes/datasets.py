@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from images_api import logic
-from images_api.routes.params import Cursor, DatasetId, ExpiresIn, Limit, Skip, StatusFilter
+from images_api.routes.params import Cursor, DatasetId, ExpiresIn, Limit, Skip, StatusFilter, responses
 from uploads_core.models import (
     DEFAULT_EXPIRES_IN,
     ConfirmUploadRequest,
@@ -14,6 +14,7 @@ from uploads_core.models import (
     PrepareUploadRequest,
     PrepareUploadResponse,
 )
+from uploads_core.telemetry import count, logger
 
 router = APIGatewayHttpRouter()
 
@@ -29,19 +30,38 @@ def _page_response(items: list[Image], next_cursor: str | None) -> Response:
     )
 
 
-@router.post("/datasets/<dataset_id>/images/prepare-upload", summary="Reserve ids and presigned PUT URLs")
+@router.post(
+    "/datasets/<dataset_id>/images/prepare-upload",
+    summary="Reserve ids and presigned PUT URLs",
+    responses=responses(400),
+)
 def prepare_upload(
     dataset_id: DatasetId, body: PrepareUploadRequest, expires_in: ExpiresIn = DEFAULT_EXPIRES_IN
 ) -> PrepareUploadResponse:
-    return logic.prepare_upload(dataset_id, body, expires_in)
+    logger.append_keys(dataset_id=dataset_id)
+    response = logic.prepare_upload(dataset_id, body, expires_in)
+    count("ImagesPrepared", len(response.uploads))
+    logger.info("Upload prepared", extra={"image_ids": [u.image_id for u in response.uploads][:50]})
+    return response
 
 
-@router.post("/datasets/<dataset_id>/images/confirm-upload", summary="Check uploaded objects exist in S3")
+@router.post(
+    "/datasets/<dataset_id>/images/confirm-upload",
+    summary="Check uploaded objects exist in S3",
+    responses=responses(400),
+)
 def confirm_upload(dataset_id: DatasetId, body: ConfirmUploadRequest) -> ConfirmUploadResponse:
-    return logic.confirm_upload(dataset_id, body.image_ids)
+    logger.append_keys(dataset_id=dataset_id)
+    response = logic.confirm_upload(dataset_id, body.image_ids)
+    count("ImagesConfirmed", response.updated_count)
+    return response
 
 
-@router.get("/datasets/<dataset_id>/images", summary="List a dataset's images (no URLs)")
+@router.get(
+    "/datasets/<dataset_id>/images",
+    summary="List a dataset's images (no URLs)",
+    responses=responses(400, paged=True),
+)
 def list_images(
     dataset_id: DatasetId,
     skip: Skip = 0,
@@ -49,11 +69,16 @@ def list_images(
     status: StatusFilter = None,
     cursor: Cursor = None,
 ) -> Response[list[Image]]:
+    logger.append_keys(dataset_id=dataset_id)
     page = logic.list_images(dataset_id, status, skip, limit, cursor)
     return _page_response(page.items, page.next_cursor)
 
 
-@router.get("/datasets/<dataset_id>/images/with-urls", summary="List images with presigned download URLs")
+@router.get(
+    "/datasets/<dataset_id>/images/with-urls",
+    summary="List images with presigned download URLs",
+    responses=responses(400, paged=True),
+)
 def list_images_with_urls(
     dataset_id: DatasetId,
     skip: Skip = 0,
@@ -62,6 +87,7 @@ def list_images_with_urls(
     expires_in: ExpiresIn = DEFAULT_EXPIRES_IN,
     cursor: Cursor = None,
 ) -> Response[list[ImageWithUrl]]:
+    logger.append_keys(dataset_id=dataset_id)
     page = logic.list_images(dataset_id, status, skip, limit, cursor)
     items = logic.with_download_urls(page.items, expires_in)
     return _page_response(items, page.next_cursor)

@@ -3,7 +3,7 @@
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from images_api import logic
-from images_api.routes.params import ExpiresIn, ImageId
+from images_api.routes.params import ExpiresIn, ImageId, responses
 from uploads_core.models import (
     DEFAULT_EXPIRES_IN,
     DeleteResult,
@@ -11,25 +11,40 @@ from uploads_core.models import (
     Image,
     ImagePatch,
 )
+from uploads_core.telemetry import count, logger
 
 router = APIGatewayHttpRouter()
 
 
-@router.get("/images/<image_id>", summary="One image")
+@router.get("/images/<image_id>", summary="One image", responses=responses(404))
 def get_image(image_id: ImageId) -> Image:
+    logger.append_keys(image_id=image_id)
     return logic.get_image(image_id)
 
 
-@router.get("/images/<image_id>/download-url", summary="A presigned download URL (409 unless uploaded)")
+@router.get(
+    "/images/<image_id>/download-url",
+    summary="A presigned download URL (409 unless uploaded)",
+    responses=responses(404, 409),
+)
 def download_url(image_id: ImageId, expires_in: ExpiresIn = DEFAULT_EXPIRES_IN) -> DownloadUrl:
+    logger.append_keys(image_id=image_id)
     return logic.download_url(image_id, expires_in)
 
 
-@router.patch("/images/<image_id>", summary="Update width, height or status")
+@router.patch(
+    "/images/<image_id>", summary="Update width, height or status", responses=responses(400, 404, 409)
+)
 def patch_image(image_id: ImageId, body: ImagePatch) -> Image:
+    logger.append_keys(image_id=image_id)
     return logic.patch_image(image_id, body)
 
 
-@router.delete("/images/<image_id>", summary="Delete the S3 object, then the record")
+@router.delete(
+    "/images/<image_id>", summary="Delete the S3 object, then the record", responses=responses(404)
+)
 def delete_image(image_id: ImageId) -> DeleteResult:
-    return logic.delete_image(image_id)
+    logger.append_keys(image_id=image_id)
+    result = logic.delete_image(image_id)
+    count("ImagesDeleted")
+    return result
