@@ -9,7 +9,7 @@ export SAM_CLI_TELEMETRY := 0
 
 REQS := requirements-dev.txt layers/common/requirements.txt $(wildcard functions/*/requirements.txt)
 
-.PHONY: install run test lint unit integration validate build clean
+.PHONY: install run test lint unit integration validate build import-check clean
 
 $(VENV)/.installed: $(REQS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -38,14 +38,31 @@ validate: install
 build: install
 	$(VENV)/bin/sam build
 
+# Imports each built function in a clean interpreter with only its artifact and layers on the path.
+import-check: build
+	PYTHONPATH=local $(PY) local/build_check.py
+
 unit: install
 	$(PY) -m pytest tests/unit
 
 integration: install
 	$(PY) -m pytest tests/integration
 
-test: install lint validate build
+test: install lint validate import-check checkov
 	$(PY) -m pytest
+
+# IaC security scan of template.yaml; fails on any failed check (skips are justified in the template).
+# checkov pins boto3/botocore 1.35.x, which the functions' pins exclude: it gets a venv of its own
+# inside $(VENV) (so `make clean` removes it), linked as $(VENV)/bin/checkov.
+.PHONY: checkov
+checkov: install
+	@cmp -s requirements-checkov.txt $(VENV)/checkov/.installed || { \
+		$(PY) -m venv $(VENV)/checkov && \
+		$(VENV)/checkov/bin/python -m pip install -q --upgrade pip && \
+		$(VENV)/checkov/bin/python -m pip install -q -r requirements-checkov.txt && \
+		cp requirements-checkov.txt $(VENV)/checkov/.installed; }
+	@ln -sf ../checkov/bin/checkov $(VENV)/bin/checkov
+	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache

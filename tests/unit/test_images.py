@@ -89,7 +89,7 @@ def test_patch_status_moves_the_image_between_filtered_listings(api, pending):
         ({"width": "1920"}, ["body", "width"]),
         ({"width": 1.5}, ["body", "width"]),
         ({"status": "done"}, ["body", "status"]),
-        ({"width": None}, ["body"]),
+        ({"width": None}, ["body", "width"]),
         ({"filename": "x.jpg"}, ["body", "filename"]),
     ],
 )
