@@ -1,0 +1,59 @@
+"""Rules of template.yaml that no linter knows about."""
+
+PUBLIC = {"/openapi.json", "/docs"}
+
+
+def test_every_data_route_is_behind_the_optional_jwt_authorizer(template):
+    # SAM cannot make `Auth` conditional, so each route carries a conditional `security` in the
+    # API's DefinitionBody: a route event added without it would stay public with JWT on.
+    api = template["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+    events = template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
+    routes = {
+        (e["Properties"]["Path"], e["Properties"]["Method"].lower()) for e in events if e["Type"] == "HttpApi"
+    }
+    for path, method in routes - {(p, "get") for p in PUBLIC}:
+        assert "security" in api.get(path, {}).get(method, {}), f"{method.upper()} {path} is not protected"
+
+
+def test_functions_run_on_arm64_python_313_with_tracing(template):
+    from local_stack.template import functions
+
+    for info in functions(template).values():
+        props = info.properties
+        assert info.runtime == "python3.13"
+        assert props["Architectures"] == ["arm64"]
+        assert props["Tracing"] == "Active"
+
+
+def _allowed_actions(template) -> dict[str, set[str]]:
+    roles = {}
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        actions = set()
+        for policy in resource["Properties"].get("Policies", []):
+            if "Fn::If" in policy:  # a conditional policy (KMS): check the branch that grants
+                policy = policy["Fn::If"][1]
+            document = policy["PolicyDocument"]
+            statements = document if isinstance(document, list) else document.get("Statement", [])
+            for statement in statements:
+                if isinstance(statement, dict) and statement.get("Effect") == "Allow":
+                    action = statement["Action"]
+                    actions |= {action} if isinstance(action, str) else set(action)
+        roles[name] = actions
+    return roles
+
+
+def test_roles_allow_no_wildcard_action_and_the_api_cannot_delete_the_table(template):
+    roles = _allowed_actions(template)
+    assert len(roles) >= 3
+    for name, actions in roles.items():
+        wildcards = {a for a in actions if a == "*" or a.endswith(":*")}
+        assert not wildcards, f"{name} allows {wildcards}"
+        assert "dynamodb:DeleteTable" not in actions
+        assert "dynamodb:Scan" not in actions
+        assert not resource_managed_policies(template, name)
+
+
+def resource_managed_policies(template, role: str) -> list:
+    return template["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
