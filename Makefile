@@ -64,5 +64,10 @@ checkov: install
 	@ln -sf ../checkov/bin/checkov $(VENV)/bin/checkov
 	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
+# Hot-path speed and memory against moto, each next to a reference from the same run (BENCHMARKS.md).
+.PHONY: bench
+bench: install
+	$(PY) bench/run.py
+
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .ruff_cache

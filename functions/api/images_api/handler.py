@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from images_api.routes import datasets, images
 from uploads_core.errors import ConflictError, ImageNotFoundError, InvalidCursorError
-from uploads_core.telemetry import logger, metrics, tracer
+from uploads_core.telemetry import logger, metrics, traced
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(datasets.router)
@@ -113,7 +113,7 @@ def _unexpected(exc: Exception) -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler
+@traced
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     if _declares_other_than_json(event):
         return {

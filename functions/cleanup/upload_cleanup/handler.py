@@ -9,12 +9,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upload_cleanup import logic
 from uploads_core.settings import get_settings
-from uploads_core.telemetry import count, logger, metrics, tracer
+from uploads_core.telemetry import count, logger, metrics, traced
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE, clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler
+@traced
 @event_parser(model=EventBridgeModel)
 def lambda_handler(event: EventBridgeModel, context: LambdaContext) -> dict:
     # The event's time is "now": a replayed event removes exactly what it would have then.

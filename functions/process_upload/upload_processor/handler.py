@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upload_processor import logic
 from upload_processor.models import UploadedObject
-from uploads_core.telemetry import count, logger, metrics, tracer
+from uploads_core.telemetry import count, logger, metrics, traced
 
 _METRICS = {"uploaded": "ImagesUploaded", "rejected": "ImagesRejected", "orphan_deleted": "OrphansDeleted"}
 
@@ -18,7 +18,7 @@ class RecordsFailed(Exception):
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
-@tracer.capture_lambda_handler
+@traced
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: LambdaContext) -> dict:
     outcomes, failed = [], []

@@ -4,9 +4,11 @@ Each function sets POWERTOOLS_SERVICE_NAME (and the template sets the metrics na
 these module-level instances are that function's; Powertools shares their state across modules.
 """
 
+import functools
+import os
 import warnings
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 # Most API calls count nothing; the cold-start metric still goes out.
@@ -14,7 +16,36 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+
+
+def _tracing_wanted() -> bool:
+    # Powertools' own rule: only inside Lambda (not `sam local`), unless switched off.
+    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").lower() in ("1", "true", "yes", "on")
+    return bool(os.environ.get("LAMBDA_TASK_ROOT")) and not os.environ.get("AWS_SAM_LOCAL") and not disabled
+
+
+def traced(handler):
+    """Powertools Tracer around a Lambda handler (X-Ray subsegments for it and every AWS call).
+
+    The Tracer, and the X-Ray SDK it imports (about 110 ms), are created on the first call and
+    only where tracing can happen: importing a handler stays cheap, and tests and the local
+    stack never load the SDK. In Lambda the first invocation pays for it.
+    """
+    wrapped = None
+
+    @functools.wraps(handler)
+    def run(event, context):
+        nonlocal wrapped
+        if wrapped is None:
+            if _tracing_wanted():
+                from aws_lambda_powertools import Tracer
+
+                wrapped = Tracer().capture_lambda_handler(handler)
+            else:
+                wrapped = handler
+        return wrapped(event, context)
+
+    return run
 
 
 def count(name: str, value: int = 1, **dimensions: str) -> None:
