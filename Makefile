@@ -9,12 +9,13 @@ export SAM_CLI_TELEMETRY := 0
 
 REQS := requirements-dev.txt layers/common/requirements.txt $(wildcard functions/*/requirements.txt)
 
-.PHONY: install run test lint unit integration validate build import-check clean
+.PHONY: install run test lint unit integration validate build import-check clean browser-deps
 
-$(VENV)/.installed: $(REQS)
+$(VENV)/.installed: $(REQS) pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
 
 install: $(VENV)/.installed
@@ -48,7 +49,7 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration
 
-test: install lint validate import-check checkov
+test: install browser-deps lint validate import-check checkov
 	$(PY) -m pytest
 
 # IaC security scan of template.yaml; fails on any failed check (skips are justified in the template).
@@ -63,6 +64,10 @@ checkov: install
 		cp requirements-checkov.txt $(VENV)/checkov/.installed; }
 	@ln -sf ../checkov/bin/checkov $(VENV)/bin/checkov
 	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
+
+# The system Chromium the browser test drives (playwright's own browser download is not used).
+browser-deps:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
 
 # Hot-path speed and memory against moto, each next to a reference from the same run (BENCHMARKS.md).
 .PHONY: bench

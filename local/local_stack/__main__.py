@@ -101,6 +101,7 @@ def serve(argv: Sequence[str]) -> int:
     try:
         stack.start()
         print(f"API (HTTP API, payload 2.0):      {stack.api_url}")
+        print(f"Upload page (web/):               {stack.api_url}/")
         print(f"AWS endpoint (S3, DynamoDB, SQS): {stack.aws_endpoint}  (credentials: testing/testing)")
         for logical_id, name in stack.resources.items():
             print(f"  {logical_id}: {name}")

@@ -287,6 +287,8 @@ class HttpApi:
     cors: Mapping[str, Any] | None = None  # CorsConfiguration as in the template, resolved
     account_id: str = "123456789012"
     api_id: str = "local"
+    # Dev only: answers requests no route takes (the static upload page) before the 404.
+    fallback: Callable[[Request], Response | None] | None = None
 
     @classmethod
     def from_routes(cls, routes: Iterable[tuple[str, str, str]], invoke: Invoke, **kwargs: Any) -> HttpApi:
@@ -321,7 +323,8 @@ class HttpApi:
     def _integrate(self, request: Request, request_id: str) -> Response:
         matched = match_route(self.routes, request.method, request.raw_path)
         if matched is None:
-            return Response.message(404, "Not Found")
+            fallback = self.fallback(request) if self.fallback else None
+            return fallback or Response.message(404, "Not Found")
         route, params = matched
         event = build_event(
             request, route, params, account_id=self.account_id, api_id=self.api_id, request_id=request_id

@@ -24,6 +24,7 @@ from local_stack.s3_events import (
     s3_subscriptions,
 )
 from local_stack.schedules import Scheduler, ScheduleSubscription, schedule_subscriptions
+from local_stack.static_site import StaticSite
 from local_stack.template import (
     DEFAULT_TEMPLATE,
     PSEUDO_DEFAULTS,
@@ -152,6 +153,7 @@ class LocalStack:
             self.runtime.invoke,
             cors=cors_configuration(self.template, **self.names),
             account_id=self.names["account_id"],
+            fallback=StaticSite(),  # the upload page of web/ at / (dev convenience)
         )
         self.api_server = ApiServer(api, self.host, self._api_port).start()
         self._api_port = self.api_server.port

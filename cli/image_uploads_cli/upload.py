@@ -1,0 +1,263 @@
+"""The bulk upload: prepare by batches of 1000, concurrent PUTs, verdicts of the S3 trigger, confirm."""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+from itertools import batched
+from pathlib import Path
+
+import requests
+from rich.progress import Progress, TaskID
+
+from image_uploads_cli.api import Api, ApiError, ApiUnreachable
+from image_uploads_cli.scan import LocalFile, Refused, scan
+
+BATCH = 1000  # the API's largest prepare-upload / confirm-upload batch
+PUT_ATTEMPTS = 3
+EXPIRY_MARGIN = 60  # seconds: re-prepare rather than start a PUT on a URL about to expire
+
+
+@dataclass
+class Outcome:
+    file: LocalFile
+    status: str  # uploaded | unverified | rejected | failed
+    image_id: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class Plan:
+    to_send: list[LocalFile]
+    already: list[LocalFile]
+    refused: list[Refused]
+
+
+@dataclass
+class Summary:
+    plan: Plan
+    outcomes: list[Outcome] = field(default_factory=list)
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and not any(o.status in ("rejected", "failed") for o in self.outcomes)
+
+
+def plan_upload(api: Api, dataset: int, root: Path, use_magic: bool, limit: int | None) -> Plan:
+    files, refused = scan(root, use_magic)
+    # One listing of the dataset: a file is done when a record of its relative path and size is uploaded.
+    done = {(i["filename"], i["file_size"]) for i in api.images(dataset, status="uploaded")}
+    to_send = [f for f in files if (f.name, f.size) not in done]
+    already = [f for f in files if (f.name, f.size) in done]
+    return Plan(to_send[:limit] if limit is not None else to_send, already, refused)
+
+
+class _Reader:
+    """A file body for requests that advances the byte progress as the socket takes the chunks."""
+
+    def __init__(self, file: LocalFile, advance: Callable[[int], None]) -> None:
+        self._f = file.path.open("rb")
+        self._left = file.size
+        self._advance = advance
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return self._left
+
+    def __iter__(self) -> Iterator[bytes]:  # requests streams only bodies that look iterable
+        return iter(lambda: self.read(65536), b"")
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._f.read(self._left if size < 0 else min(size, self._left))
+        self._left -= len(chunk)
+        self.sent += len(chunk)
+        self._advance(len(chunk))
+        return chunk
+
+    def close(self) -> None:
+        self._f.close()
+
+
+@dataclass
+class _Slot:
+    """One file of a batch and its current reservation (replaced when its URL expires)."""
+
+    file: LocalFile
+    image_id: int
+    url: str
+    deadline: float
+    error: str | None = None
+    sent: bool = False
+
+
+class Uploader:
+    def __init__(self, api: Api, dataset: int, concurrency: int, wait: float, progress: Progress) -> None:
+        self.api = api
+        self.dataset = dataset
+        self.concurrency = concurrency
+        self.wait = wait
+        self.progress = progress
+        self.task: TaskID | None = None
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._files_done = 0
+
+    def run(self, plan: Plan) -> Summary:
+        summary = Summary(plan)
+        self.task = self.progress.add_task(
+            "uploading", total=sum(f.size for f in plan.to_send), files=0, nfiles=len(plan.to_send)
+        )
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="put") as pool:
+            try:
+                for batch in batched(plan.to_send, BATCH, strict=False):
+                    summary.outcomes += self._batch(pool, list(batch))
+                self._phase("done")
+            except KeyboardInterrupt:
+                # Running PUTs have finished; the files sent are judged by the S3 trigger all the same,
+                # and a new run skips them once uploaded.
+                summary.interrupted = True
+        return summary
+
+    # -- one batch -----------------------------------------------------------------------------
+
+    def _batch(self, pool: ThreadPoolExecutor, files: list[LocalFile]) -> list[Outcome]:
+        self._phase("preparing")
+        slots = [self._reserve(f, t) for f, t in zip(files, self._prepare(files), strict=True)]
+        self._phase("uploading")
+        try:
+            list(pool.map(self._put, slots))
+        except KeyboardInterrupt:
+            self.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)  # let running PUTs end before cleaning up
+            self._forget([s for s in slots if not s.sent])
+            raise
+        # Failed files: their reservations would only wait a day for the stale-upload cleanup.
+        failed = [s for s in slots if not s.sent]
+        self._forget(failed)
+        outcomes = [Outcome(s.file, "failed", None, s.error or "not sent") for s in failed]
+        sent = [s for s in slots if s.sent]
+        return outcomes + (self._verdicts(sent) if sent else [])
+
+    def _prepare(self, files: list[LocalFile]) -> list[dict]:
+        return self.api.prepare(self.dataset, [f.declaration() for f in files])
+
+    @staticmethod
+    def _reserve(file: LocalFile, ticket: dict) -> _Slot:
+        deadline = time.monotonic() + ticket["expires_in"] - EXPIRY_MARGIN
+        return _Slot(file, ticket["image_id"], ticket["upload_url"], deadline)
+
+    def _renew(self, slot: _Slot) -> None:
+        """A fresh reservation for one file; the old record is deleted (best effort)."""
+        old = slot.image_id
+        fresh = self._reserve(slot.file, self._prepare([slot.file])[0])
+        slot.image_id, slot.url, slot.deadline = fresh.image_id, fresh.url, fresh.deadline
+        self._forget_ids([old])
+
+    def _forget(self, slots: list[_Slot]) -> None:
+        self._forget_ids([s.image_id for s in slots])
+
+    def _forget_ids(self, ids: list[int]) -> None:
+        for image_id in ids:
+            # Best effort: the stale-upload cleanup would remove it within a day anyway.
+            with suppress(ApiError, ApiUnreachable):
+                self.api.delete(image_id)
+
+    # -- the PUT of one file, with retries -----------------------------------------------------
+
+    def _put(self, slot: _Slot) -> None:
+        for attempt in range(PUT_ATTEMPTS):
+            if self.stop.is_set():
+                slot.error = "interrupted"
+                return
+            retry_now = self._put_once(slot, renew=time.monotonic() > slot.deadline)
+            if slot.sent or not retry_now:
+                break
+            time.sleep(0.5 * 2**attempt)
+        if slot.sent:
+            self._file_done()
+
+    def _put_once(self, slot: _Slot, renew: bool) -> bool:
+        """One attempt; True when another attempt may succeed."""
+        try:
+            if renew:
+                self._renew(slot)
+        except (ApiError, ApiUnreachable) as exc:
+            slot.error = f"could not get a fresh upload URL: {exc}"
+            return isinstance(exc, ApiUnreachable)
+        try:
+            body = _Reader(slot.file, self._advance)
+        except OSError as exc:  # moved or unreadable since the scan
+            slot.error = f"cannot read the file: {exc.strerror}"
+            return False
+        try:
+            response = self.api.put(slot.url, body, slot.file.size, slot.file.mime_type)
+        except requests.RequestException as exc:
+            slot.error = f"network error: {type(exc).__name__}"
+            return True
+        finally:
+            body.close()
+        if response.ok:
+            slot.sent, slot.error = True, None
+            return False
+        self._advance(-body.sent)  # these bytes will be sent again, or never count
+        slot.error = f"PUT answered HTTP {response.status_code}"
+        if response.status_code == 403:  # expired or refused signature: a new URL may do
+            slot.deadline = 0
+            return True
+        return response.status_code >= 500 or response.status_code == 429
+
+    def _phase(self, name: str) -> None:
+        assert self.task is not None
+        self.progress.update(self.task, description=name)
+
+    def _advance(self, size: int) -> None:
+        assert self.task is not None
+        self.progress.advance(self.task, size)
+
+    def _file_done(self) -> None:
+        with self._lock:
+            self._files_done += 1
+            assert self.task is not None
+            self.progress.update(self.task, files=self._files_done)
+
+    # -- verdicts and confirm ------------------------------------------------------------------
+
+    def _verdicts(self, sent: list[_Slot]) -> list[Outcome]:
+        """Waits for the S3 trigger to judge the batch, then confirms it.
+
+        Confirm only checks that the objects exist and would mark an uninspected image
+        `uploaded`: waiting first lets the summary tell what the trigger decided.
+        """
+        self._phase("checking")
+        ids = {s.image_id for s in sent}
+        pending = set(ids)
+        deadline = time.monotonic() + self.wait
+        while pending:
+            pending &= {i["id"] for i in self.api.images(self.dataset, status="uploading")}
+            if not pending or time.monotonic() > deadline:
+                break
+            time.sleep(0.25)
+        self.api.confirm(self.dataset, sorted(ids))
+        errors = {i["id"]: i for i in self.api.images(self.dataset, status="error") if i["id"] in ids}
+        late = {image_id: self.api.get(image_id) for image_id in pending if image_id not in errors}
+        return [self._outcome(s, errors.get(s.image_id) or late.get(s.image_id)) for s in sent]
+
+    @staticmethod
+    def _outcome(slot: _Slot, image: dict | None) -> Outcome:
+        if image is None:  # left `uploading` and not in error: the trigger accepted it
+            return Outcome(slot.file, "uploaded", slot.image_id)
+        if image["status"] == "error":
+            reason = image.get("error_reason") or {
+                "code": "missing",
+                "message": "the stored object is missing or differs from the declaration",
+            }
+            return Outcome(slot.file, "rejected", slot.image_id, f"{reason['code']}: {reason['message']}")
+        # Still unjudged by the trigger when the wait ended; confirm found the object.
+        status = "unverified" if image["status"] == "uploaded" else "failed"
+        return Outcome(slot.file, status, slot.image_id, "stored; the S3 trigger had not inspected it yet")
