@@ -24,7 +24,11 @@ from typing import Any
 from urllib.parse import quote_plus, unquote_plus
 
 from local_stack.async_invoke import AsyncInvoker
-from local_stack.template import FUNCTION_TYPES, LocalNames, resources_of_type, sqs_queue_name
+from local_stack.template import (
+    LocalNames,
+    function_events,
+    sqs_queue_name,
+)
 
 log = logging.getLogger("local_stack.events")
 
@@ -58,23 +62,20 @@ def s3_subscriptions(template: Mapping[str, Any], **names: Any) -> list[S3Subscr
     """Every ``Type: S3`` event of the template's functions, resolved to local names."""
     local = LocalNames(template, **names)
     subscriptions = []
-    for function_id, resource in resources_of_type(template, *FUNCTION_TYPES).items():
-        for event_id, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
-            if event.get("Type") != "S3":
-                continue
-            props = local.resolve(event.get("Properties") or {})
-            events = props["Events"]
-            rules = ((props.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
-            subscriptions.append(
-                S3Subscription(
-                    function_id=function_id,
-                    event_id=event_id,
-                    bucket=str(props["Bucket"]),
-                    events=(events,) if isinstance(events, str) else tuple(events),
-                    # S3 takes "prefix"/"suffix" in any case; moto only lower case.
-                    filter_rules=tuple((str(r["Name"]).lower(), str(r["Value"])) for r in rules),
-                )
+    for function_id, event_id, event in function_events(template, "S3"):
+        props = local.resolve(event.get("Properties") or {})
+        events = props["Events"]
+        rules = ((props.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
+        subscriptions.append(
+            S3Subscription(
+                function_id=function_id,
+                event_id=event_id,
+                bucket=str(props["Bucket"]),
+                events=(events,) if isinstance(events, str) else tuple(events),
+                # S3 takes "prefix"/"suffix" in any case; moto only lower case.
+                filter_rules=tuple((str(r["Name"]).lower(), str(r["Value"])) for r in rules),
             )
+        )
     return subscriptions
 
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from local_stack.async_invoke import AsyncInvoker
-from local_stack.template import FUNCTION_TYPES, LocalNames, resources_of_type
+from local_stack.template import LocalNames, function_events
 
 log = logging.getLogger("local_stack.events")
 
@@ -74,30 +74,27 @@ def schedule_subscriptions(template: Mapping[str, Any], **names: Any) -> list[Sc
     """Every ``Schedule``/``ScheduleV2`` event of the template's functions, resolved to local names."""
     local = LocalNames(template, **names)
     subscriptions = []
-    for function_id, resource in resources_of_type(template, *FUNCTION_TYPES).items():
-        for event_id, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
-            event_type = event.get("Type")
-            if event_type not in SCHEDULE_TYPES:
-                continue
-            props = local.resolve(event.get("Properties") or {})
-            expression = props["Schedule"] if event_type == "Schedule" else props["ScheduleExpression"]
-            enabled = props.get("Enabled", True) not in (False, "false", "False") and (
-                str(props.get("State", "ENABLED")).upper() == "ENABLED"
+    for function_id, event_id, event in function_events(template, *SCHEDULE_TYPES):
+        event_type = event["Type"]
+        props = local.resolve(event.get("Properties") or {})
+        expression = props["Schedule"] if event_type == "Schedule" else props["ScheduleExpression"]
+        enabled = props.get("Enabled", True) not in (False, "false", "False") and (
+            str(props.get("State", "ENABLED")).upper() == "ENABLED"
+        )
+        # CloudFormation names the rule "<stack>-<FunctionEvent>-<random>"; no random part here.
+        name = str(props.get("Name") or f"{local.stack_name}-{function_id}{event_id}")[:64]
+        raw_input = props.get("Input")
+        subscriptions.append(
+            ScheduleSubscription(
+                function_id=function_id,
+                event_id=event_id,
+                event_type=event_type,
+                expression=str(expression),
+                enabled=enabled,
+                name=name,
+                input=json.loads(raw_input) if isinstance(raw_input, str) else raw_input,
             )
-            # CloudFormation names the rule "<stack>-<FunctionEvent>-<random>"; no random part here.
-            name = str(props.get("Name") or f"{local.stack_name}-{function_id}{event_id}")[:64]
-            raw_input = props.get("Input")
-            subscriptions.append(
-                ScheduleSubscription(
-                    function_id=function_id,
-                    event_id=event_id,
-                    event_type=event_type,
-                    expression=str(expression),
-                    enabled=enabled,
-                    name=name,
-                    input=json.loads(raw_input) if isinstance(raw_input, str) else raw_input,
-                )
-            )
+        )
     return subscriptions
 
 

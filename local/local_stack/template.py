@@ -12,7 +12,7 @@ import ipaddress
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -584,29 +584,28 @@ def function_environment(template: Mapping[str, Any], logical_id: str, **names: 
     return {key: _text(value) for key, value in resolved.items()}
 
 
+def function_events(template: Mapping[str, Any], *types: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(function logical id, event id, event) for every event of the given Types of every function."""
+    for function_id, resource in resources_of_type(template, *FUNCTION_TYPES).items():
+        for event_id, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
+            if event.get("Type") in types:
+                yield function_id, event_id, event
+
+
 def http_routes(template: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """(METHOD, path template, function logical id) for every HttpApi event.
 
     An event without Path and Method is the API's catch-all route: ("ANY", "$default", id).
     """
     routes = []
-    for logical_id in resources_of_type(template, *FUNCTION_TYPES):
-        events = (template["Resources"][logical_id].get("Properties") or {}).get("Events") or {}
-        for event in events.values():
-            if event.get("Type") != "HttpApi":
-                continue
-            props = event.get("Properties") or {}
-            if "Path" not in props and "Method" not in props:
-                routes.append(("ANY", "$default", logical_id))
-                continue
-            method = str(props.get("Method", "ANY")).upper()
-            routes.append(
-                (
-                    "ANY" if method in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD") else method,
-                    props["Path"],
-                    logical_id,
-                )
-            )
+    for logical_id, _, event in function_events(template, "HttpApi"):
+        props = event.get("Properties") or {}
+        if "Path" not in props and "Method" not in props:
+            routes.append(("ANY", "$default", logical_id))
+            continue
+        method = str(props.get("Method", "ANY")).upper()
+        any_method = method in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD")
+        routes.append(("ANY" if any_method else method, props["Path"], logical_id))
     return routes
 
 
