@@ -243,3 +243,21 @@ def test_images_bucket_uses_the_fast_path_with_the_functions_client(aws, frozen,
         assert images_bucket.generate_presigned_download_url(key, 600) == reference_get(
             client, bucket, key, 600
         )
+
+
+VERSION_IDS = ["3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo", "null", "a/b=c d~é"]
+
+
+@pytest.mark.parametrize("endpoint", sorted(ENDPOINTS))
+def test_urls_of_one_object_version_are_botocores_byte_for_byte(frozen, endpoint):
+    client = make_client(endpoint)
+    presigner = Presigner(client, "images-bucket-123")
+    for key in KEYS[:4]:
+        for version_id in VERSION_IDS:
+            reference = client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": "images-bucket-123", "Key": key, "VersionId": version_id},
+                ExpiresIn=600,
+            )
+            assert presigner.get(key, 600, version_id=version_id) == reference
+            assert "versionId=" in reference

@@ -6,9 +6,10 @@ signing region and query parameter order are learnt once per client and credenti
 botocore signs itself (a probe, checked by reproducing it exactly), the derived signing key is cached per
 (secret, date, region, service), and each URL costs one SHA-256, one HMAC and some string formatting.
 
-Covered: SigV4 query signing of GetObject, and of PutObject with Content-Type and Content-Length, for
-whatever addressing the client uses. Anything else (a probe we cannot reproduce, unusual arguments, no
-credentials, a client whose `generate_presigned_url` was replaced) goes to the client's own method.
+Covered: SigV4 query signing of GetObject (optionally of one version), and of PutObject with
+Content-Type and Content-Length, for whatever addressing the client uses. Anything else (a probe we
+cannot reproduce, unusual arguments, no credentials, a client whose `generate_presigned_url` was
+replaced) goes to the client's own method.
 """
 
 import hashlib
@@ -113,14 +114,18 @@ class Presigner:
             ExpiresIn=expires_in,
         )
 
-    def get(self, key: str, expires_in: int, now: datetime | None = None) -> str:
-        """`get_object` URL, as botocore would sign it now."""
-        url = self._fast("GET", key, "", "host", expires_in, now)
-        if url is not None:
-            return url
-        return self._client.generate_presigned_url(
-            "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
-        )
+    def get(
+        self, key: str, expires_in: int, now: datetime | None = None, version_id: str | None = None
+    ) -> str:
+        """`get_object` URL (of exactly `version_id` when given), as botocore would sign it now."""
+        if version_id is None or (type(version_id) is str and version_id):
+            url = self._fast("GET", key, "", "host", expires_in, now, version_id)
+            if url is not None:
+                return url
+        params = {"Bucket": self._bucket, "Key": key}
+        if version_id is not None:
+            params["VersionId"] = version_id
+        return self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
 
     @property
     def fast(self) -> bool:
@@ -128,7 +133,14 @@ class Presigner:
         return self._current() is not None
 
     def _fast(
-        self, method: str, key: str, headers: str, signed: str, expires: int, now: datetime | None
+        self,
+        method: str,
+        key: str,
+        headers: str,
+        signed: str,
+        expires: int,
+        now: datetime | None,
+        version_id: str | None = None,
     ) -> str | None:
         if type(key) is not str or not key or type(expires) is not int or not 0 < expires <= _MAX_EXPIRES:
             return None  # botocore validates these (or not) in its own way: let it
@@ -140,7 +152,7 @@ class Presigner:
         if day is None or day.shape is not shape or day.date != amz_date[:8]:
             self._day = day = _day(shape, amz_date[:8])
         try:
-            return _sign(day, method, key, headers, signed, expires, amz_date)
+            return _sign(day, method, key, headers, signed, expires, amz_date, version_id)
         except UnicodeError:  # lone surrogates in the key: botocore raises its own error
             return None
 
@@ -244,11 +256,24 @@ def _day(shape: _Shape, date: str) -> _Day:
     return _Day(shape, date, scope, hmac.new(key, digestmod=hashlib.sha256), canonical_query, url_query)
 
 
-def _sign(day: _Day, method: str, key: str, headers: str, signed: str, expires: int, amz_date: str) -> str:
+def _sign(
+    day: _Day,
+    method: str,
+    key: str,
+    headers: str,
+    signed: str,
+    expires: int,
+    amz_date: str,
+    version_id: str | None = None,
+) -> str:
     """SigV4 query signing (UNSIGNED-PAYLOAD, S3's unnormalised path), in botocore's parameter order."""
     shape = day.shape
     encoded_key = _encode_key(key)
     query = day.canonical_query[signed].format(amz_date, expires)
+    # botocore puts the operation's own parameter first in the URL; sorted, it follows every X-Amz-*.
+    own = f"versionId={_encode_value(version_id)}" if version_id is not None else ""
+    if own:
+        query = f"{query}&{own}"
     canonical_request = (
         f"{method}\n{shape.path_prefix}{encoded_key}\n{query}\n"
         f"{headers}host:{shape.host}\n\n{signed}\nUNSIGNED-PAYLOAD"
@@ -257,4 +282,6 @@ def _sign(day: _Day, method: str, key: str, headers: str, signed: str, expires: 
     mac = day.mac.copy()
     mac.update(f"{_ALGORITHM}\n{amz_date}\n{day.scope}\n{digest}".encode())
     query = day.url_query[signed].format(amz_date, expires)
+    if own:
+        query = f"{own}&{query}"
     return f"{shape.url_prefix}{encoded_key}?{query}&X-Amz-Signature={mac.hexdigest()}"
