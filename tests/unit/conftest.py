@@ -15,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from local_stack.template import create_resources, function_environment, load_template
+from tests import sample_images
 
 EVENTS = Path(__file__).parents[2] / "events"
 
@@ -62,6 +63,8 @@ def aws(template, monkeypatch):
         names = create_resources(template, boto3.client("dynamodb"), boto3.client("s3"))
         for name, value in function_environment(template, "ApiFunction").items():
             monkeypatch.setenv(name, value)
+        # No S3 trigger runs by itself here: confirm-upload does not wait for one unless a test says so.
+        monkeypatch.setenv("CONFIRM_WAIT_SECONDS", "0")
         _clear_caches()
         yield names
     _clear_caches()
@@ -193,13 +196,18 @@ def jpeg_file(name: str = "car1.jpg", size: int = 1024, mime: str = "image/jpeg"
 
 
 @pytest.fixture
-def uploaded(api, s3, bucket):
-    """Prepares `n` images of a dataset, PUTs the objects the client would, and confirms them."""
+def uploaded(api, processor):
+    """Prepares `n` images of a dataset, PUTs real JPEGs as a client would, lets the S3 trigger
+    verify them (unless `judge=False`) and confirms them (unless `confirm=False`)."""
 
-    def make(dataset_id: int = 1, n: int = 1, size: int = 1024, confirm: bool = True) -> list[dict]:
+    def make(
+        dataset_id: int = 1, n: int = 1, size: int = 1024, confirm: bool = True, judge: bool = True
+    ) -> list[dict]:
+        data = sample_images.jpeg_of_size(size)
         tickets = api.prepare(dataset_id, [jpeg_file(f"car{i}.jpg", size) for i in range(n)]).json["uploads"]
-        for ticket in tickets:
-            s3.put_object(Bucket=bucket, Key=ticket["s3_key"], Body=b"\xff" * size, ContentType="image/jpeg")
+        records = [processor.put(ticket["s3_key"], data) for ticket in tickets]
+        if judge:
+            processor.deliver(*records)
         if confirm:
             assert api.confirm(dataset_id, [t["image_id"] for t in tickets]).status == 200
         return tickets
@@ -223,14 +231,15 @@ class Processor:
         """Stores the object and returns its S3 event record (key URL-encoded, next sequencer)."""
         from urllib.parse import quote_plus
 
-        etag = self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)["ETag"]
+        response = self.s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
         Processor._sequence += 1
         record = copy.deepcopy(json.loads((EVENTS / "s3" / "object_created.json").read_text())["Records"][0])
         record["s3"]["bucket"]["name"] = self.bucket
         record["s3"]["object"].update(
             key=quote_plus(key, safe="/"),
             size=len(data),
-            eTag=etag.strip('"'),
+            eTag=response["ETag"].strip('"'),
+            versionId=response["VersionId"],
             sequencer=f"0066F1A2B3C4{Processor._sequence:06X}",
         )
         return record
@@ -262,3 +271,14 @@ def cleanup(aws, template, monkeypatch):
         return lambda_handler(event, FakeContext(function_name="CleanupFunction"))
 
     return run
+
+
+@pytest.fixture
+def invariants(aws, s3, bucket):
+    """Checks the data-safety invariants over the whole bucket and table (see tests/invariants.py)."""
+    from tests import invariants as checks
+
+    def check(kept_uploaded=()) -> list[dict]:
+        return checks.check(s3, bucket, boto3.client("dynamodb"), aws["ImagesTable"], kept_uploaded)
+
+    return check

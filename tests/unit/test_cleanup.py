@@ -1,9 +1,10 @@
-"""CleanupFunction: stale `uploading` records go, with their objects; nothing else does."""
+"""CleanupFunction: `uploading` records long past their URL's expiry go, with their objects; nothing else."""
 
 from datetime import UTC, datetime
 
 import pytest
 
+from tests import sample_images
 from tests.unit.conftest import jpeg_file
 
 CREATED = datetime(2026, 11, 20, 8, 0, 0, tzinfo=UTC)
@@ -17,29 +18,48 @@ def at_creation(monkeypatch):
     monkeypatch.setattr(logic, "utc_now", lambda: CREATED)
 
 
-def prepare(api, n=1, dataset=1):
-    return api.prepare(dataset, [jpeg_file(f"c{i}.jpg", 3) for i in range(n)]).json["uploads"]
+def prepare(api, n=1, dataset=1, expires_in=3600):
+    files = [jpeg_file(f"c{i}.jpg", 3) for i in range(n)]
+    return api.prepare(dataset, files, expires_in=expires_in).json["uploads"]
 
 
-def test_uploads_older_than_24_hours_at_event_time_are_removed_with_their_objects(
+def all_versions(s3, bucket) -> list:
+    listing = s3.list_object_versions(Bucket=bucket)
+    return listing.get("Versions", []) + listing.get("DeleteMarkers", [])
+
+
+def test_uploads_24_hours_past_their_url_expiry_are_removed_with_every_object_version(
     api, at_creation, cleanup, s3, bucket
 ):
-    tickets = prepare(api, 3)
-    # One client PUT its file but never confirmed (and no trigger ran): the object goes too.
+    tickets = prepare(api, 3)  # URLs valid until 09:00
+    # One client PUT its file twice but never confirmed (and no trigger ran): every version goes too.
     s3.put_object(Bucket=bucket, Key=tickets[0]["s3_key"], Body=b"abc")
+    s3.put_object(Bucket=bucket, Key=tickets[0]["s3_key"], Body=b"abd")
 
-    report = cleanup("2026-11-21T09:00:00Z")  # created + 25 h
+    report = cleanup("2026-11-21T09:00:01Z")  # expiry + 24 h and a second
 
-    assert report == {"cutoff": "2026-11-20T09:00:00Z", "found": 3, "removed": 3, "kept": 0}
+    assert report == {"cutoff": "2026-11-20T09:00:01Z", "found": 3, "removed": 3, "kept": 0}
     assert api.list(1).json == []
-    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+    assert all_versions(s3, bucket) == []
 
 
-def test_uploads_younger_than_24_hours_are_kept(api, at_creation, cleanup):
+def test_uploads_are_kept_until_24_hours_after_their_url_expired(api, at_creation, cleanup):
     prepare(api, 2)
-    report = cleanup("2026-11-21T07:00:00Z")  # created + 23 h
+    report = cleanup("2026-11-21T08:59:59Z")
     assert report["found"] == report["removed"] == 0
     assert len(api.list(1).json) == 2
+
+
+def test_the_url_lifetime_not_the_creation_time_decides(api, at_creation, cleanup):
+    short = prepare(api, 1, expires_in=60)[0]
+    long = prepare(api, 1, expires_in=3600)[0]
+    assert api.image("get_image", long["image_id"]).json["upload_expires_at"] == "2026-11-20T09:00:00Z"
+
+    report = cleanup("2026-11-21T08:30:00Z")  # 24 h after the short URL died, the long one + 23.5 h
+
+    assert (report["found"], report["removed"]) == (1, 1)
+    assert [i["id"] for i in api.list(1).json] == [long["image_id"]]
+    assert api.image("get_image", short["image_id"]).status == 404
 
 
 def test_the_event_time_is_now_so_a_replayed_event_does_the_same(api, at_creation, cleanup):
@@ -60,20 +80,17 @@ def test_uploaded_and_error_images_are_never_removed(api, at_creation, cleanup, 
     assert [i["id"] for i in api.list(1).json] == [done[0]["image_id"], failed[0]["image_id"]]
 
 
-def test_a_late_upload_wins_over_the_cleanup(api, at_creation, cleanup, monkeypatch, s3, bucket):
+def test_a_late_upload_wins_over_the_cleanup(api, at_creation, cleanup, monkeypatch, processor, s3, bucket):
     from uploads_core import images_table
-    from uploads_core.models import ImageStatus
 
-    ticket = prepare(api, 1)[0]
-    s3.put_object(Bucket=bucket, Key=ticket["s3_key"], Body=b"abc", ContentType="image/jpeg")
+    data = sample_images.jpeg()
+    ticket = api.prepare(1, [jpeg_file("late.jpg", len(data))]).json["uploads"][0]
+    record = processor.put(ticket["s3_key"], data)
     original = images_table.query_stale_uploads
 
     def then_uploaded(cutoff):
         for image in original(cutoff):
-            # The S3 trigger accepts the upload between the query and the delete.
-            images_table.update(
-                image, {"status": ImageStatus.UPLOADED}, expected_status=ImageStatus.UPLOADING
-            )
+            processor.deliver(record)  # the S3 trigger accepts the upload between the query and the delete
             yield image
 
     monkeypatch.setattr(images_table, "query_stale_uploads", then_uploaded)
@@ -81,7 +98,8 @@ def test_a_late_upload_wins_over_the_cleanup(api, at_creation, cleanup, monkeypa
 
     assert (report["found"], report["removed"], report["kept"]) == (1, 0, 1)
     assert api.image("get_image", ticket["image_id"]).json["status"] == "uploaded"
-    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+    keys = sorted(v["Key"].split("/")[0] for v in all_versions(s3, bucket))
+    assert keys == ["datasets", "thumbnails"]  # the upload and its thumbnail, one version each
 
 
 def test_pages_through_any_number_of_stale_uploads_without_a_scan(api, at_creation, cleanup, aws_calls):
@@ -97,8 +115,10 @@ def test_pages_through_any_number_of_stale_uploads_without_a_scan(api, at_creati
     operations = {op for (service, op) in aws_calls if service == "dynamodb"}
     assert "Scan" not in operations
     assert "Query" in operations
-    # Objects go in DeleteObjects batches, not one call per image.
-    assert aws_calls[("s3", "DeleteObjects")] <= 3
+    # Versions are found per image (its key, its thumbnails), deleted in batches, not one by one.
+    assert aws_calls[("s3", "ListObjectVersions")] == 2 * 1300
+    assert aws_calls[("s3", "DeleteObjects")] == 0  # nothing was ever PUT
+    assert aws_calls[("s3", "DeleteObject")] == 0
 
 
 def test_only_uploading_records_are_in_the_uploading_index(api, aws, uploaded):

@@ -1,18 +1,28 @@
+"""confirm-upload counts verified images, marks missing ones `error`, and waits (bounded) for verdicts."""
+
 import threading
 import time
 
 import botocore.client
+import pytest
 
+from tests import sample_images
 from tests.unit.conftest import jpeg_file
+from uploads_core import images_bucket, images_table
 
 
-def put(s3, bucket, ticket, body=b"\xff" * 1024, content_type="image/jpeg"):
-    s3.put_object(Bucket=bucket, Key=ticket["s3_key"], Body=body, ContentType=content_type)
+def prepare(api, data: bytes, name: str = "a.jpg", dataset: int = 1) -> dict:
+    return api.prepare(dataset, [jpeg_file(name, len(data))]).json["uploads"][0]
 
 
-def test_present_objects_become_uploaded_and_missing_ones_error(api, s3, bucket):
-    tickets = api.prepare(1, [jpeg_file("a.jpg"), jpeg_file("b.jpg")]).json["uploads"]
-    put(s3, bucket, tickets[0])
+def status_of(api, ticket) -> dict:
+    return api.image("get_image", ticket["image_id"]).json
+
+
+def test_verified_images_count_and_missing_ones_become_error(api, processor):
+    data = sample_images.jpeg()
+    tickets = [prepare(api, data, "a.jpg"), prepare(api, data, "b.jpg")]
+    processor.deliver(processor.put(tickets[0]["s3_key"], data))
 
     reply = api.confirm(1, [t["image_id"] for t in tickets])
 
@@ -21,70 +31,148 @@ def test_present_objects_become_uploaded_and_missing_ones_error(api, s3, bucket)
         "message": "Successfully confirmed 1 uploads",
         "updated_count": 1,
         "total_requested": 2,
+        "pending_count": 0,
     }
-    statuses = [api.image("get_image", t["image_id"]).json["status"] for t in tickets]
-    assert statuses == ["uploaded", "error"]
+    first, second = (status_of(api, t) for t in tickets)
+    assert first["status"] == "uploaded"
+    assert (second["status"], second["error_reason"]["code"]) == ("error", "missing")
 
 
 def test_the_notes_response_shape_for_two_uploads(api, uploaded):
     tickets = uploaded(n=2, confirm=False)
     reply = api.confirm(1, [t["image_id"] for t in tickets])
-    assert reply.json == {
-        "message": "Successfully confirmed 2 uploads",
-        "updated_count": 2,
-        "total_requested": 2,
-    }
+    note = {"message": "Successfully confirmed 2 uploads", "updated_count": 2, "total_requested": 2}
+    assert reply.json == {**note, "pending_count": 0}
 
 
-def test_ids_of_other_datasets_or_unknown_are_untouched_and_not_counted(api, s3, bucket, uploaded):
+def test_ids_of_other_datasets_or_unknown_are_untouched_and_not_counted(api, uploaded):
     mine = uploaded(dataset_id=1, confirm=False)[0]
-    theirs = uploaded(dataset_id=2, confirm=False)[0]
+    theirs = uploaded(dataset_id=2, confirm=False, judge=False)[0]
 
     reply = api.confirm(1, [mine["image_id"], theirs["image_id"], 999])
 
     assert reply.json["updated_count"] == 1
     assert reply.json["total_requested"] == 3
-    assert api.image("get_image", theirs["image_id"]).json["status"] == "uploading"
+    assert status_of(api, theirs)["status"] == "uploading"
     assert api.image("get_image", 999).status == 404
 
 
 def test_confirming_again_counts_again_and_changes_nothing(api, uploaded):
     ticket = uploaded()[0]
-    before = api.image("get_image", ticket["image_id"]).json
+    before = status_of(api, ticket)
 
     reply = api.confirm(1, [ticket["image_id"]])
 
     assert reply.json["updated_count"] == 1
-    assert api.image("get_image", ticket["image_id"]).json == before
+    assert status_of(api, ticket) == before
 
 
-def test_object_of_another_size_than_declared_is_an_error(api, s3, bucket):
-    ticket = api.prepare(1, [jpeg_file("a.jpg", 1024)]).json["uploads"][0]
-    put(s3, bucket, ticket, body=b"\xff" * 10)
+def test_bytes_the_trigger_has_not_verified_are_never_counted_nor_marked_uploaded(api, processor):
+    # HTML declared image/jpeg, confirmed right after its PUT, before (or without) the trigger.
+    html = sample_images.HTML
+    ticket = prepare(api, html)
+    processor.put(ticket["s3_key"], html)
 
+    reply = api.confirm(1, [ticket["image_id"]])
+
+    assert (reply.json["updated_count"], reply.json["pending_count"]) == (0, 1)
+    assert status_of(api, ticket)["status"] == "uploading"
+
+
+@pytest.fixture
+def confirm_in_background(api, monkeypatch):
+    """Starts confirm in a thread and returns once it is waiting for verdicts (its first re-read)."""
+    monkeypatch.setenv("CONFIRM_WAIT_SECONDS", "10")
+    from uploads_core.settings import get_settings
+
+    get_settings.cache_clear()
+    waiting = threading.Event()
+    original = images_table.get_many
+
+    def get_many(ids, consistent=False):
+        if consistent:
+            waiting.set()
+        return original(ids, consistent)
+
+    monkeypatch.setattr(images_table, "get_many", get_many)
+
+    def start(image_ids):
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(reply=api.confirm(1, image_ids)))
+        thread.start()
+        assert waiting.wait(10), "confirm never started waiting"
+        return thread, result
+
+    return start
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "counted"), [(sample_images.jpeg(), "uploaded", 1), (sample_images.HTML, "error", 0)]
+)
+def test_confirm_waits_for_the_verdict_of_an_object_present_but_not_judged(
+    api, processor, confirm_in_background, data, status, counted
+):
+    ticket = prepare(api, data)
+    record = processor.put(ticket["s3_key"], data)
+
+    thread, result = confirm_in_background([ticket["image_id"]])
+    processor.deliver(record)  # the verdict arrives while confirm waits
+    thread.join(15)
+
+    assert (result["reply"].json["updated_count"], result["reply"].json["pending_count"]) == (counted, 0)
+    assert status_of(api, ticket)["status"] == status
+
+
+def test_what_is_still_unjudged_at_the_deadline_stays_uploading_and_is_pending(api, processor, monkeypatch):
+    monkeypatch.setenv("CONFIRM_WAIT_SECONDS", "0.3")
+    from uploads_core.settings import get_settings
+
+    get_settings.cache_clear()
+    data = sample_images.jpeg()
+    ticket = prepare(api, data)
+    processor.put(ticket["s3_key"], data)
+
+    reply = api.confirm(1, [ticket["image_id"]])
+
+    assert (reply.json["updated_count"], reply.json["pending_count"]) == (0, 1)
+    assert status_of(api, ticket)["status"] == "uploading"
+
+
+def test_a_verdict_written_after_the_head_wins_over_missing(api, processor, monkeypatch):
+    data = sample_images.jpeg()
+    ticket = prepare(api, data)
+    original = images_bucket.head_many
+
+    def head_then_upload(keys):
+        found = original(keys)  # nothing there yet...
+        processor.deliver(processor.put(ticket["s3_key"], data))  # ...then a PUT and its verdict
+        return found
+
+    monkeypatch.setattr(images_bucket, "head_many", head_then_upload)
+    reply = api.confirm(1, [ticket["image_id"]])
+
+    assert reply.json["updated_count"] == 1
+    image = status_of(api, ticket)
+    assert (image["status"], image["error_reason"]) == ("uploaded", None)
+
+
+def test_a_late_upload_turns_missing_into_uploaded(api, processor):
+    data = sample_images.jpeg()
+    ticket = prepare(api, data)
     assert api.confirm(1, [ticket["image_id"]]).json["updated_count"] == 0
-    assert api.image("get_image", ticket["image_id"]).json["status"] == "error"
+    assert status_of(api, ticket)["status"] == "error"
 
-
-def test_object_of_another_type_than_declared_is_an_error(api, s3, bucket):
-    ticket = api.prepare(1, [jpeg_file("a.jpg", 1024)]).json["uploads"][0]
-    put(s3, bucket, ticket, content_type="text/html")
-
-    assert api.confirm(1, [ticket["image_id"]]).json["updated_count"] == 0
-    assert api.image("get_image", ticket["image_id"]).json["status"] == "error"
-
-
-def test_a_late_upload_turns_an_error_into_uploaded(api, s3, bucket):
-    ticket = api.prepare(1, [jpeg_file("a.jpg")]).json["uploads"][0]
-    api.confirm(1, [ticket["image_id"]])
-    put(s3, bucket, ticket)
+    processor.deliver(processor.put(ticket["s3_key"], data))
 
     assert api.confirm(1, [ticket["image_id"]]).json["updated_count"] == 1
-    assert api.image("get_image", ticket["image_id"]).json["status"] == "uploaded"
+    image = status_of(api, ticket)
+    assert (image["status"], image["error_reason"]) == ("uploaded", None)
 
 
-def test_one_head_object_per_image_and_they_run_concurrently(api, uploaded, aws_calls, monkeypatch):
-    tickets = uploaded(n=8, confirm=False)
+def test_one_head_object_per_unverified_image_and_they_run_concurrently(
+    api, uploaded, aws_calls, monkeypatch
+):
+    tickets = uploaded(n=8, confirm=False, judge=False)
     running, peak, lock = 0, 0, threading.Lock()
     original = botocore.client.BaseClient._make_api_call
 
@@ -104,17 +192,25 @@ def test_one_head_object_per_image_and_they_run_concurrently(api, uploaded, aws_
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", slow_head)
     aws_calls.clear()
-    assert api.confirm(1, [t["image_id"] for t in tickets]).json["updated_count"] == 8
+    assert api.confirm(1, [t["image_id"] for t in tickets]).json["pending_count"] == 8
     assert aws_calls[("s3", "HeadObject")] == 8
     assert peak > 1
 
 
+def test_verified_images_cost_no_head_object(api, uploaded, aws_calls):
+    tickets = uploaded(n=3, confirm=False)
+    aws_calls.clear()
+    assert api.confirm(1, [t["image_id"] for t in tickets]).json["updated_count"] == 3
+    assert aws_calls[("s3", "HeadObject")] == 0
+    assert aws_calls[("dynamodb", "BatchGetItem")] == 1
+
+
 def test_duplicate_ids_are_checked_once(api, uploaded, aws_calls):
-    ticket = uploaded(confirm=False)[0]
+    ticket = uploaded(confirm=False, judge=False)[0]
     aws_calls.clear()
     reply = api.confirm(1, [ticket["image_id"], ticket["image_id"]])
     assert reply.json["total_requested"] == 2
-    assert reply.json["updated_count"] == 1
+    assert reply.json["pending_count"] == 1
     assert aws_calls[("s3", "HeadObject")] == 1
 
 

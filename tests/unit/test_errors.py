@@ -106,3 +106,66 @@ def test_a_path_id_the_resolver_cannot_even_match_is_a_422_not_a_404(api):
     reply = api.image("get_image", "%C2%A3")
     assert reply.status == 422
     assert reply.json["detail"][0]["loc"] == ["path", "image_id"]
+
+
+def test_json_nested_too_deeply_is_a_400_not_a_500(api):
+    reply = api.call("prepare_upload", raw_body="[" * 100_000 + "]" * 100_000)
+    assert reply.status == 400
+    assert reply.json == {"detail": "Malformed JSON body: nested too deeply"}
+
+
+def test_a_5000_digit_integer_is_a_400_not_a_500(api):
+    body = '{"files": [{"filename": "a.jpg", "file_size": ' + "9" * 5000 + ', "mime_type": "image/jpeg"}]}'
+    reply = api.call("prepare_upload", raw_body=body)
+    assert reply.status == 400
+    assert reply.json["detail"].startswith("Malformed JSON body: Exceeds the limit (4300 digits)")
+
+
+def test_skip_is_capped_and_the_422_points_to_the_cursor(api, aws):
+    assert api.list(1, skip=10_000).status == 200
+    reply = api.list(1, skip=10_001)
+    assert reply.status == 422
+    (error,) = reply.json["detail"]
+    assert error["loc"] == ["query", "skip"]
+    assert "cursor" in error["msg"]
+
+
+def test_an_aws_endpoint_that_never_answers_fails_the_request_instead_of_hanging(api, monkeypatch):
+    """A black hole: accepts connections and never answers. The SDK's defaults waited 60 s per try."""
+    import socket
+    import threading
+
+    from uploads_core import images_bucket, images_table
+    from uploads_core.settings import get_settings
+
+    hole = socket.socket()
+    hole.bind(("127.0.0.1", 0))
+    hole.listen(16)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{hole.getsockname()[1]}")
+    monkeypatch.setenv("AWS_READ_TIMEOUT", "0.5")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    get_settings.cache_clear()
+    images_bucket._s3.cache_clear()
+    monkeypatch.setattr(images_table.ImageRecord, "_connection", None)
+    monkeypatch.setattr(images_table.IdCounter, "_connection", None)
+    outcomes = {}
+
+    def call(name, fn):
+        try:
+            outcomes[name] = fn()
+        except Exception as exc:
+            outcomes[name] = exc
+
+    workers = [
+        threading.Thread(target=call, args=("dynamodb", lambda: api.image("get_image", 1))),
+        threading.Thread(target=call, args=("s3", lambda: images_bucket.head("datasets/1/x.jpg"))),
+    ]
+    for worker in workers:
+        worker.daemon = True
+        worker.start()
+    for worker in workers:
+        worker.join(20)  # with the SDKs' defaults: 60 s per attempt
+    hole.close()
+    assert not any(worker.is_alive() for worker in workers), "a request hangs"
+    assert outcomes["dynamodb"].status == 500
+    assert "timeout" in type(outcomes["s3"]).__name__.lower()

@@ -1,24 +1,18 @@
 import pytest
 
+from tests import sample_images
 from tests.unit.conftest import jpeg_file
-from uploads_core.models import ImageStatus
 
 
 @pytest.fixture
-def mixed(api, uploaded):
-    """Dataset 1: ids 1..10, the even ones uploaded; dataset 2 has one image of its own."""
+def mixed(api, uploaded, processor):
+    """Dataset 1: ids 1..10, the even ones uploaded (verified); dataset 2 has one image of its own."""
     tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg") for i in range(10)]).json["uploads"]
     ids = [t["image_id"] for t in tickets]
-    for ticket in tickets[1::2]:
-        api.image("patch_image", ticket["image_id"], body={"width": 10})
-    uploaded_ids = ids[1::2]
-    from uploads_core import images_table
-
-    for image_id in uploaded_ids:
-        image = images_table.get(image_id)
-        images_table.update(image, {"status": ImageStatus.UPLOADED}, expected_status=image.status)
+    data = sample_images.jpeg_of_size(1024)
+    processor.deliver(*(processor.put(ticket["s3_key"], data) for ticket in tickets[1::2]))
     uploaded(dataset_id=2, n=1)
-    return ids, uploaded_ids
+    return ids, ids[1::2]
 
 
 def walk(api, dataset_id, with_urls=False, **query):
@@ -141,7 +135,7 @@ def test_with_urls_items_have_the_notes_fields(api, uploaded):
     ]  # fmt: skip
     # The note's fields in its order; later issues only add fields.
     assert [key for key in item if key in note] == note
-    assert set(item) - set(note) == {"orientation", "error_reason", "thumbnail_url"}
+    assert set(item) - set(note) == {"orientation", "error_reason", "upload_expires_at", "thumbnail_url"}
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,23 @@ from images_api.routes import datasets, images
 from uploads_core.errors import ConflictError, ImageNotFoundError, InvalidCursorError
 from uploads_core.telemetry import logger, metrics, traced
 
-app = APIGatewayHttpResolver(enable_validation=True)
+
+class UnreadableJson(ValueError):
+    """Well-formed JSON that Python's parser refuses: too deeply nested, or a huge integer."""
+
+
+def _read_json(body: str) -> object:
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise UnreadableJson("nested too deeply") from None
+    except json.JSONDecodeError:
+        raise  # Powertools reports it as a validation error (400 below)
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise UnreadableJson(str(exc).split(";")[0]) from None
+
+
+app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_read_json)
 app.include_router(datasets.router)
 app.include_router(images.router)
 # Swagger UI at /docs (its assets come from a CDN, loaded by the reader's browser).
@@ -44,8 +60,20 @@ def _invalid_request(exc: RequestValidationError) -> Response:
     # FastAPI's shape; `input` is left out so a huge or hostile body is never echoed back.
     return _detail(
         HTTPStatus.UNPROCESSABLE_ENTITY,
-        [{"loc": list(e["loc"]), "msg": e.get("msg", ""), "type": e["type"]} for e in errors],
+        [{"loc": list(e["loc"]), "msg": _message(e), "type": e["type"]} for e in errors],
     )
+
+
+def _message(error: dict) -> str:
+    message = error.get("msg", "")
+    if list(error["loc"]) == ["query", "skip"] and error["type"] == "less_than_equal":
+        message += ": page deeper with `cursor` (the X-Next-Cursor header of the previous page)"
+    return message
+
+
+@app.exception_handler(UnreadableJson)
+def _unreadable_json(exc: UnreadableJson) -> Response:
+    return _detail(HTTPStatus.BAD_REQUEST, f"Malformed JSON body: {exc}")
 
 
 _NOT_JSON = "Send the body as JSON with Content-Type: application/json"

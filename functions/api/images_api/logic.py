@@ -1,15 +1,18 @@
 """What the API does, in terms of pydantic models; storage details stay in uploads_core."""
 
+import time
+from datetime import timedelta
 from itertools import islice
 
 from images_api import cursor as cursors
-from uploads_core import images_bucket, images_table
+from uploads_core import images_bucket, images_table, lifecycle
 from uploads_core.errors import ConflictError, ImageNotFoundError
-from uploads_core.keys import image_key
+from uploads_core.keys import image_key, thumbnail_prefix
 from uploads_core.models import (
     ConfirmUploadResponse,
     DeleteResult,
     DownloadUrl,
+    ErrorReason,
     Image,
     ImagePage,
     ImagePatch,
@@ -19,6 +22,14 @@ from uploads_core.models import (
     PrepareUploadResponse,
     UploadTicket,
     utc_now,
+)
+from uploads_core.settings import get_settings
+
+# confirm-upload re-reads the records it waits for this often (one BatchGetItem per 100 of them).
+_VERDICT_POLL_SECONDS = 0.2
+_MISSING = ErrorReason(
+    code="missing",
+    message="no object was uploaded for this image when it was confirmed; PUT it, then confirm again",
 )
 
 
@@ -38,6 +49,7 @@ def prepare_upload(dataset_id: int, request: PrepareUploadRequest, expires_in: i
             status=ImageStatus.UPLOADING,
             created_at=now,
             updated_at=now,
+            upload_expires_at=now + timedelta(seconds=expires_in),
         )
         for image_id, spec in zip(ids, files, strict=True)
     ]
@@ -57,39 +69,45 @@ def prepare_upload(dataset_id: int, request: PrepareUploadRequest, expires_in: i
     )
 
 
-def _matches_declaration(image: Image, found: images_bucket.ObjectInfo) -> bool:
-    # Real S3 enforces the signed type and length; emulators and other writers may not.
-    return found.size == image.file_size and (found.content_type in (None, image.mime_type))
-
-
 def confirm_upload(dataset_id: int, image_ids: list[int]) -> ConfirmUploadResponse:
-    """Checks each object with a concurrent HeadObject: present → uploaded, absent → error.
+    """Counts the requested images of this dataset that are `uploaded`, i.e. verified by the S3 trigger.
 
-    Ids of other datasets, or with no record, are neither touched nor counted. A verdict of the
-    S3 trigger, which read the bytes, outranks this existence check: a rejected image stays so.
+    confirm never makes an image `uploaded` itself (only the verification of its bytes does): an
+    `uploading` image with no object becomes `error` (missing); for an object present but not yet
+    judged, it waits (bounded) for the trigger's verdict. Those still unjudged when it stops waiting
+    stay `uploading` and are counted in `pending_count`. Ids of other datasets, or with no record,
+    are neither touched nor counted.
     """
-    images = [i for i in images_table.get_many(image_ids) if i.dataset_id == dataset_id]
-    found = images_bucket.head_many(i.s3_key for i in images)
-    confirmed = 0
-    for image in images:
-        if image.error_reason is not None:
-            continue
+    images = {i.id: i for i in images_table.get_many(image_ids) if i.dataset_id == dataset_id}
+    unverified = [i for i in images.values() if i.status != ImageStatus.UPLOADED]
+    found = images_bucket.head_many(i.s3_key for i in unverified)
+    waiting: dict[int, str | None] = {}  # image id -> the version present, not judged yet
+    for image in unverified:
         info = found[image.s3_key]
-        ok = info is not None and _matches_declaration(image, info)
-        target = ImageStatus.UPLOADED if ok else ImageStatus.ERROR
-        if image.status != target:
-            # Conditional on the status read: a concurrent change (the trigger's) wins over this one.
-            updated = images_table.update(
-                image, {"status": target}, expected_status=image.status, unjudged_only=True
-            )
-            if updated is None:
-                current = images_table.get(image.id)
-                ok = current is not None and current.status == ImageStatus.UPLOADED
-        confirmed += ok
+        if info is not None and info.version_id != image.object_version:
+            waiting[image.id] = info.version_id
+        elif info is None and image.status == ImageStatus.UPLOADING:
+            # Conditional: a verdict written since the HEAD wins over "missing"; then count that one.
+            marked = images_table.mark_missing(image, _MISSING)
+            images[image.id] = marked or images_table.get(image.id, consistent=True) or image
+    deadline = time.monotonic() + get_settings().confirm_wait_seconds
+    while waiting and time.monotonic() < deadline:
+        time.sleep(min(_VERDICT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        current = {i.id: i for i in images_table.get_many(waiting, consistent=True)}
+        for image_id, version in list(waiting.items()):
+            image = current.get(image_id)
+            if image is None:  # deleted meanwhile
+                images.pop(image_id, None)
+            else:
+                images[image_id] = image
+            if image is None or image.status == ImageStatus.UPLOADED or image.object_version == version:
+                del waiting[image_id]
+    confirmed = sum(i.status == ImageStatus.UPLOADED for i in images.values())
     return ConfirmUploadResponse(
         message=f"Successfully confirmed {confirmed} uploads",
         updated_count=confirmed,
         total_requested=len(image_ids),
+        pending_count=len(waiting),
     )
 
 
@@ -109,7 +127,9 @@ def list_images(
 def _with_urls(image: Image, expires_in: int) -> ImageWithUrl:
     item = ImageWithUrl.model_validate(image, from_attributes=True)
     if image.status == ImageStatus.UPLOADED:
-        item.download_url = images_bucket.generate_presigned_download_url(image.s3_key, expires_in)
+        item.download_url = images_bucket.generate_presigned_download_url(
+            image.s3_key, expires_in, image.object_version
+        )
         item.url_expires_in = expires_in
         if image.thumbnail_key:
             item.thumbnail_url = images_bucket.generate_presigned_download_url(
@@ -135,26 +155,47 @@ def download_url(image_id: int, expires_in: int) -> DownloadUrl:
     if image.status != ImageStatus.UPLOADED:
         raise ConflictError(f"Image {image_id} is '{image.status}', not 'uploaded': nothing to download yet")
     return DownloadUrl(
-        download_url=images_bucket.generate_presigned_download_url(image.s3_key, expires_in),
+        download_url=images_bucket.generate_presigned_download_url(
+            image.s3_key, expires_in, image.object_version
+        ),
         expires_in=expires_in,
     )
 
 
+_REPORTED_FAILED = ErrorReason(code="reported_failed", message="a client marked this upload as failed")
+
+
 def patch_image(image_id: int, patch: ImagePatch) -> Image:
+    """Width and height as given; a status change only where the state machine allows it (409 else)."""
     image = get_image(image_id)
     changes = patch.model_dump(exclude_unset=True)
-    if changes.get("status") == ImageStatus.UPLOADED and not images_bucket.file_exists(image.s3_key):
-        raise ConflictError(f"Image {image_id} cannot be 'uploaded': its object is not in S3")
-    updated = images_table.update(image, changes, expected_status=image.status)
+    if changes.get("status") == image.status:
+        del changes["status"]  # no change, nothing to check
+    if "status" in changes:
+        try:
+            lifecycle.check(image.status, changes["status"])
+        except lifecycle.TransitionRefused as refused:
+            raise ConflictError(f"Image {image_id} cannot become '{changes['status']}': {refused}") from None
+        changes["error_reason"] = _REPORTED_FAILED  # the only change left: uploading -> error
+    if not changes:
+        return image
+    updated = images_table.update(image, changes)
     if updated is None:
         raise ConflictError(f"Image {image_id} changed while it was being updated; retry")
     return updated
 
 
 def delete_image(image_id: int) -> DeleteResult:
-    """Objects first, then record: a failure in between leaves a record to retry, never an orphan."""
+    """Every version of the object and every thumbnail, the record, then a second sweep.
+
+    Objects first: a failure part-way leaves the record, so the DELETE can be retried. The sweep after
+    the record is gone removes what an S3 trigger running meanwhile wrote (its verdict fails once the
+    record is gone, and it then removes its own writes too).
+    """
     image = get_image(image_id)
-    images_bucket.delete_files([image.s3_key, image.thumbnail_key])
+    prefixes = [thumbnail_prefix(image.dataset_id, image.id)]
+    images_bucket.delete_everything(keys=[image.s3_key], prefixes=prefixes)
     if not images_table.delete(image):
         raise ImageNotFoundError(image_id)
+    images_bucket.delete_everything(keys=[image.s3_key], prefixes=prefixes)
     return DeleteResult(message=f"Image {image_id} deleted", id=image_id)

@@ -32,8 +32,16 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict:
         # S3's request id correlates this record's lines with the PUT that caused it.
         logger.set_correlation_id(record.response_elements.get("x-amz-request-id"))
         logger.append_keys(s3_key=key, dataset_id=_dataset_id(key), image_id=None)
-        obj = UploadedObject(key=key, size=s3_object.size, etag=s3_object.etag, sequencer=s3_object.sequencer)
         try:
+            if not s3_object.version_id:
+                raise ValueError("the event has no versionId: the images bucket must be versioned")
+            obj = UploadedObject(
+                key=key,
+                size=s3_object.size,
+                etag=s3_object.etag,
+                sequencer=s3_object.sequencer,
+                version_id=s3_object.version_id,
+            )
             outcome = logic.process_object(obj)
         except Exception:
             # One bad record must not stop the others; the batch is retried as a whole at the end.

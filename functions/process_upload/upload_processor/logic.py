@@ -1,17 +1,21 @@
-"""Judging one uploaded object: find its record, read its bytes, record the verdict.
+"""Judging one uploaded object version: find its record, read exactly that version, record the verdict.
 
-S3 delivers events at least once and in any order, and a second PUT to the same URL replaces
-the object. So every verdict is a conditional write keyed on the event's sequencer (a stale or
-repeated event changes nothing), objects are read with If-Match on the event's ETag (a replaced
-object is left to its own, later event), and thumbnails are named after the version they show.
+S3 delivers events at least once and in any order, and a PUT through a still-valid URL adds a version
+to the (versioned) bucket. So:
+- every verdict is a conditional write (the state machine's rule and the event's sequencer): a stale,
+  repeated or concurrent event changes nothing it should not;
+- the bytes read are those of the event's version, never whatever the key holds by then;
+- everything deleted is a version this invocation judged, removed for good: a rejected version, an
+  orphan (no record), any version PUT after the image was verified (`uploaded` is final, so the
+  verified version becomes current again), and its own thumbnail when its verdict lost.
 """
 
 import time
 
 from upload_processor import inspection
 from upload_processor.models import Outcome, UploadedObject
-from uploads_core import images_bucket, images_table
-from uploads_core.models import THUMBNAIL_PREFIX, ErrorReason, Image, ImageStatus
+from uploads_core import images_bucket, images_table, keys, lifecycle
+from uploads_core.models import ErrorReason, Image, ImageStatus
 from uploads_core.settings import get_settings
 
 _EXTENSIONS = {"image/webp": "webp", "image/jpeg": "jpg", "image/png": "png"}
@@ -24,11 +28,8 @@ def _find_record(key: str) -> Image | None:
         # before deleting its object as an orphan.
         time.sleep(get_settings().orphan_recheck_seconds)
         image = images_table.find_by_key(key)
-    return image
-
-
-def _thumbnail_key(image: Image, sequencer: str, mime_type: str) -> str:
-    return f"{THUMBNAIL_PREFIX}{image.dataset_id}/{image.id}-{sequencer.upper()}.{_EXTENSIONS[mime_type]}"
+    # The index only finds the id; decisions are taken on the record as it is now.
+    return images_table.get(image.id, consistent=True) if image is not None else None
 
 
 def process_object(obj: UploadedObject) -> Outcome:
@@ -36,15 +37,22 @@ def process_object(obj: UploadedObject) -> Outcome:
         return Outcome(key=obj.key, result="ignored")
     image = _find_record(obj.key)
     if image is None:
-        images_bucket.delete_file(obj.key)
+        images_bucket.delete_version(obj.key, obj.version_id)
         return Outcome(key=obj.key, result="orphan_deleted")
-    outcome = Outcome(key=obj.key, result="stale", image_id=image.id)
+    if image.object_version == obj.version_id:  # judged already: a repeated event
+        if image.status == ImageStatus.ERROR:
+            images_bucket.delete_version(obj.key, obj.version_id)  # finishes a rejection cut short
+        return Outcome(key=obj.key, result="stale", image_id=image.id)
+    try:
+        lifecycle.check(image.status, ImageStatus.UPLOADED, inspected=True)
+    except lifecycle.TransitionRefused:
+        return _discard(image, obj, "discarded")  # a PUT after the image was verified
     if image.object_sequencer and image.object_sequencer >= images_table.sequencer_key(obj.sequencer):
-        return outcome
+        return _discard(image, obj, "stale")  # older than a version already judged
 
-    opened = images_bucket.open_object(obj.key, etag=obj.etag)
+    opened = images_bucket.open_version(obj.key, obj.version_id)
     if opened is None:
-        return outcome.model_copy(update={"result": "superseded"})
+        return Outcome(key=obj.key, result="superseded", image_id=image.id)  # that version is gone
     try:
         facts = inspection.inspect(
             opened.body,
@@ -58,8 +66,8 @@ def process_object(obj: UploadedObject) -> Outcome:
     finally:
         opened.body.close()
 
-    thumbnail_key = _thumbnail_key(image, obj.sequencer, facts.thumbnail_mime)
-    images_bucket.put_file(thumbnail_key, facts.thumbnail, facts.thumbnail_mime)
+    thumbnail_key = keys.thumbnail_key(image.dataset_id, image.id, _EXTENSIONS[facts.thumbnail_mime])
+    thumbnail_version = images_bucket.put_file(thumbnail_key, facts.thumbnail, facts.thumbnail_mime)
     changes = {
         "status": ImageStatus.UPLOADED,
         "width": facts.width,
@@ -68,13 +76,17 @@ def process_object(obj: UploadedObject) -> Outcome:
         "thumbnail_key": thumbnail_key,
         "error_reason": None,
         "object_etag": obj.etag,
+        "object_version": obj.version_id,
     }
     if images_table.record_verdict(image, changes, obj.sequencer) is None:
-        images_bucket.delete_file(thumbnail_key)
-        return outcome
-    if image.thumbnail_key and image.thumbnail_key != thumbnail_key:
-        images_bucket.delete_file(image.thumbnail_key)
-    return outcome.model_copy(update={"result": "uploaded", "width": facts.width, "height": facts.height})
+        images_bucket.delete_version(thumbnail_key, thumbnail_version)
+        return _lost(image, obj)
+    # `uploaded` is final, so any other thumbnail of this image is litter (an invocation that died
+    # between its thumbnail and its verdict, or one whose verdict is about to lose).
+    images_bucket.delete_everything(
+        prefixes=[keys.thumbnail_prefix(image.dataset_id, image.id)], keep=[thumbnail_key]
+    )
+    return Outcome(key=obj.key, result="uploaded", image_id=image.id, width=facts.width, height=facts.height)
 
 
 def _reject(image: Image, obj: UploadedObject, reason: ErrorReason) -> Outcome:
@@ -86,9 +98,23 @@ def _reject(image: Image, obj: UploadedObject, reason: ErrorReason) -> Outcome:
         "orientation": None,
         "thumbnail_key": None,
         "object_etag": obj.etag,
+        "object_version": obj.version_id,
     }
     if images_table.record_verdict(image, changes, obj.sequencer) is None:
-        return Outcome(key=obj.key, result="stale", image_id=image.id)
-    # A rejected file is never served: its object and any older thumbnail go.
-    images_bucket.delete_files([obj.key, image.thumbnail_key])
+        return _lost(image, obj)
+    # A rejected version is never served, nor kept.
+    images_bucket.delete_version(obj.key, obj.version_id)
     return Outcome(key=obj.key, result="rejected", image_id=image.id, error_reason=reason)
+
+
+def _lost(image: Image, obj: UploadedObject) -> Outcome:
+    """Another verdict (or a deletion) came first: the version goes unless that verdict kept it."""
+    current = images_table.get(image.id, consistent=True)
+    if current is not None and current.object_version == obj.version_id:
+        return Outcome(key=obj.key, result="stale", image_id=image.id)  # a repeated event won with it
+    return _discard(image, obj, "discarded")
+
+
+def _discard(image: Image, obj: UploadedObject, result: str) -> Outcome:
+    images_bucket.delete_version(obj.key, obj.version_id)
+    return Outcome(key=obj.key, result=result, image_id=image.id)

@@ -2,20 +2,21 @@
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from uploads_core.models import ErrorReason
 
-Result = Literal["uploaded", "rejected", "orphan_deleted", "stale", "superseded", "ignored"]
+Result = Literal["uploaded", "rejected", "discarded", "orphan_deleted", "stale", "superseded", "ignored"]
 
 
 class UploadedObject(BaseModel):
-    """One S3 ObjectCreated record, key already URL-decoded."""
+    """One S3 ObjectCreated record of the (versioned) images bucket, key already URL-decoded."""
 
     key: str
     size: int
     etag: str
     sequencer: str
+    version_id: str = Field(min_length=1)
 
 
 class Outcome(BaseModel):

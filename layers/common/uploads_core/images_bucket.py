@@ -1,7 +1,11 @@
-"""Data access for the images bucket (S3): presigned URLs, existence checks, deletion.
+"""Data access for the images bucket (S3): presigned URLs, existence checks, reads and deletion.
 
 The four operations the design note names live here: `generate_presigned_upload_url`,
 `generate_presigned_download_url`, `delete_file` and `file_exists`.
+
+The bucket is versioned, and every deletion here is of exact versions, which S3 then removes for
+good: a rejected or replaced upload leaves no noncurrent copy behind, and a deletion never removes
+bytes that were not judged (a newer PUT through the same URL is another version).
 """
 
 from collections.abc import Iterable
@@ -17,12 +21,17 @@ from botocore.exceptions import ClientError
 from uploads_core.presign import Presigner
 from uploads_core.settings import get_settings
 
+# DeleteObjects takes up to 1000 keys (or versions) per call.
+_DELETE_BATCH = 1000
+_GONE = ("404", "NoSuchKey", "NotFound", "NoSuchVersion")
+
 
 @dataclass(frozen=True)
 class ObjectInfo:
     size: int
     content_type: str | None
     etag: str | None
+    version_id: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -35,7 +44,9 @@ def _s3():
         # (an IP or localhost cannot carry the bucket as a subdomain).
         s3={"addressing_style": "path" if settings.aws_endpoint_url else "virtual"},
         max_pool_connections=settings.head_concurrency,
-        retries={"mode": "standard"},
+        connect_timeout=settings.aws_connect_timeout,
+        read_timeout=settings.aws_read_timeout,
+        retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
     )
     # botocore directly: boto3 would also import s3transfer (~100 ms of cold start) for nothing.
     return botocore.session.get_session().create_client("s3", region_name=settings.region, config=config)
@@ -55,6 +66,10 @@ def _presigner() -> Presigner:
     return _presigner_for(_s3(), _bucket())
 
 
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
 def generate_presigned_upload_url(
     s3_key: str, content_type: str, content_length: int, expires_in: int
 ) -> str:
@@ -62,21 +77,23 @@ def generate_presigned_upload_url(
     return _presigner().put(s3_key, content_type, content_length, expires_in)
 
 
-def generate_presigned_download_url(s3_key: str, expires_in: int) -> str:
-    return _presigner().get(s3_key, expires_in)
+def generate_presigned_download_url(s3_key: str, expires_in: int, version_id: str | None = None) -> str:
+    """A GET URL; with `version_id`, of exactly that version whatever is PUT to the key later."""
+    return _presigner().get(s3_key, expires_in, version_id=version_id)
 
 
 def head(s3_key: str) -> ObjectInfo | None:
     try:
         response = _s3().head_object(Bucket=_bucket(), Key=s3_key)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if _code(exc) in _GONE:
             return None
         raise
     return ObjectInfo(
         size=response["ContentLength"],
         content_type=response.get("ContentType"),
         etag=response.get("ETag"),
+        version_id=response.get("VersionId"),
     )
 
 
@@ -98,25 +115,13 @@ class OpenedObject:
     etag: str | None
 
 
-def _missing_or_changed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") in (
-        "404",
-        "NoSuchKey",
-        "NotFound",
-        "PreconditionFailed",
-        "412",
-    )
-
-
-def open_object(s3_key: str, etag: str | None = None) -> OpenedObject | None:
-    """Streams an object; None when it is gone or (with `etag`) was replaced by another version."""
-    params = {"Bucket": _bucket(), "Key": s3_key}
-    if etag:
-        params["IfMatch"] = etag if etag.startswith('"') else f'"{etag}"'
+def open_version(s3_key: str, version_id: str) -> OpenedObject | None:
+    """Streams one version of an object; None when that version no longer exists."""
     try:
-        response = _s3().get_object(**params)
+        response = _s3().get_object(Bucket=_bucket(), Key=s3_key, VersionId=version_id)
     except ClientError as exc:
-        if _missing_or_changed(exc):
+        # A version id that is now a delete marker answers 405 MethodNotAllowed.
+        if _code(exc) in (*_GONE, "MethodNotAllowed", "405"):
             return None
         raise
     return OpenedObject(
@@ -127,27 +132,55 @@ def open_object(s3_key: str, etag: str | None = None) -> OpenedObject | None:
     )
 
 
-def put_file(s3_key: str, data: bytes, content_type: str) -> None:
-    _s3().put_object(Bucket=_bucket(), Key=s3_key, Body=data, ContentType=content_type)
+def put_file(s3_key: str, data: bytes, content_type: str) -> str:
+    """Writes an object; returns its version id."""
+    response = _s3().put_object(Bucket=_bucket(), Key=s3_key, Body=data, ContentType=content_type)
+    return response["VersionId"]
 
 
 def file_exists(s3_key: str) -> bool:
     return head(s3_key) is not None
 
 
-def delete_file(s3_key: str) -> None:
-    _s3().delete_object(Bucket=_bucket(), Key=s3_key)
-
-
-def delete_files(s3_keys: Iterable[str | None]) -> None:
-    """Deletes the given keys (None entries skipped) with one DeleteObjects call per 1000."""
-    keys = [k for k in dict.fromkeys(s3_keys) if k]
-    for start in range(0, len(keys), 1000):
-        chunk = keys[start : start + 1000]
-        response = _s3().delete_objects(
-            Bucket=_bucket(), Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-        )
+def delete_versions(versions: Iterable[tuple[str, str]]) -> None:
+    """Removes these (key, version id) pairs for good, 1000 per DeleteObjects call."""
+    objects = [{"Key": key, "VersionId": version} for key, version in dict.fromkeys(versions)]
+    for start in range(0, len(objects), _DELETE_BATCH):
+        chunk = objects[start : start + _DELETE_BATCH]
+        response = _s3().delete_objects(Bucket=_bucket(), Delete={"Objects": chunk, "Quiet": True})
         if response.get("Errors"):
             raise RuntimeError(
-                f"S3 could not delete {len(response['Errors'])} objects: {response['Errors'][:3]}"
+                f"S3 could not delete {len(response['Errors'])} object versions: {response['Errors'][:3]}"
             )
+
+
+def delete_version(s3_key: str, version_id: str) -> None:
+    """Removes exactly this version for good: a newer one stays, an older one is current again."""
+    _s3().delete_object(Bucket=_bucket(), Key=s3_key, VersionId=version_id)
+
+
+def _versions_under(prefix: str, exact: bool) -> list[tuple[str, str]]:
+    found = []
+    for page in _s3().get_paginator("list_object_versions").paginate(Bucket=_bucket(), Prefix=prefix):
+        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+            if not exact or entry["Key"] == prefix:
+                found.append((entry["Key"], entry["VersionId"]))
+    return found
+
+
+def delete_everything(
+    keys: Iterable[str] = (), prefixes: Iterable[str] = (), keep: Iterable[str] = ()
+) -> int:
+    """Removes every version (and delete marker) of these keys and of every key under these
+    prefixes but the `keep` keys; returns how many went. One ListObjectVersions per key or prefix."""
+    versions = [v for key in keys for v in _versions_under(key, exact=True)]
+    versions += [v for prefix in prefixes for v in _versions_under(prefix, exact=False)]
+    kept = set(keep)
+    versions = [(key, version) for key, version in versions if key not in kept]
+    delete_versions(versions)
+    return len(versions)
+
+
+def delete_file(s3_key: str) -> None:
+    """The note's `delete_file`: every version of the key goes."""
+    delete_everything(keys=[s3_key])

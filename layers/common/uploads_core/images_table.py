@@ -12,6 +12,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from uploads_core import lifecycle
 from uploads_core.models import ErrorReason, Image, ImageStatus, format_utc, utc_now
 from uploads_core.settings import get_settings
 
@@ -69,7 +70,7 @@ class UploadingIndex(GlobalSecondaryIndex):
         projection = AllProjection()
 
     uploading_shard = NumberAttribute(hash_key=True)
-    uploading_since = UnicodeAttribute(range_key=True)
+    upload_expires_at = UnicodeAttribute(range_key=True)
 
 
 class ImageRecord(Model):
@@ -95,9 +96,10 @@ class ImageRecord(Model):
     # width so that DynamoDB's string comparison orders events of one key.
     object_sequencer = UnicodeAttribute(null=True)
     object_etag = UnicodeAttribute(null=True)
-    # Only while `uploading`: the keys of the sparse uploading index.
+    object_version = UnicodeAttribute(null=True)
+    upload_expires_at = UnicodeAttribute(null=True)
+    # Only while `uploading`: the hash key that puts the record in the sparse uploading index.
     uploading_shard = NumberAttribute(null=True)
-    uploading_since = UnicodeAttribute(null=True)
 
     dataset_index = DatasetIndex()
     dataset_status_index = DatasetStatusIndex()
@@ -112,11 +114,18 @@ class IdCounter(Model):
     last_id = NumberAttribute(default=0)
 
 
+# Set once the models exist: pynamodb probes Meta with hasattr while it builds a model class, which
+# would read the settings at import. It reads these again when it opens its connection (first call).
+_Meta.connect_timeout_seconds = _FromSettings(lambda s: s.aws_connect_timeout)
+_Meta.read_timeout_seconds = _FromSettings(lambda s: s.aws_read_timeout)
+_Meta.max_retry_attempts = _FromSettings(lambda s: s.aws_max_attempts - 1)  # retries after the first
+
+
 def _dataset_status(dataset_id: int, status: str) -> str:
     return f"{dataset_id}#{status}"
 
 
-_BOOKKEEPING = ("thumbnail_key", "object_sequencer", "object_etag")
+_BOOKKEEPING = ("thumbnail_key", "object_sequencer", "object_etag", "object_version")
 
 
 def _to_image(record: ImageRecord) -> Image:
@@ -132,7 +141,6 @@ def _index_values(image: Image, status: str) -> dict:
     return {
         "dataset_status": _dataset_status(image.dataset_id, status),
         "uploading_shard": image.id % UPLOADING_SHARDS if uploading else None,
-        "uploading_since": format_utc(image.created_at) if uploading else None,
     }
 
 
@@ -181,16 +189,17 @@ def delete_many(image_ids: Iterable[int]) -> None:
             batch.delete(ImageRecord(image_id))
 
 
-def get(image_id: int) -> Image | None:
+def get(image_id: int, consistent: bool = False) -> Image | None:
     try:
-        return _to_image(ImageRecord.get(image_id))
+        return _to_image(ImageRecord.get(image_id, consistent_read=consistent))
     except DoesNotExist:
         return None
 
 
-def get_many(image_ids: Iterable[int]) -> list[Image]:
+def get_many(image_ids: Iterable[int], consistent: bool = False) -> list[Image]:
     """BatchGetItem, 100 keys per call; ids with no record are simply absent."""
-    return [_to_image(r) for r in ImageRecord.batch_get(set(image_ids)) if r.id != _COUNTER_ID]
+    records = ImageRecord.batch_get(set(image_ids), consistent_read=consistent)
+    return [_to_image(r) for r in records if r.id != _COUNTER_ID]
 
 
 def find_by_key(s3_key: str) -> Image | None:
@@ -229,39 +238,35 @@ def _conditional_update(image: Image, changes: dict, condition, now: datetime | 
     return _to_image(record)
 
 
-def update(
-    image: Image,
-    changes: dict,
-    expected_status: ImageStatus,
-    now: datetime | None = None,
-    unjudged_only: bool = False,
-) -> Image | None:
-    """Applies `changes` if the record still has `expected_status`; None when it changed meanwhile.
+def update(image: Image, changes: dict, now: datetime | None = None) -> Image | None:
+    """PATCH: applies `changes` only if the record still has the status it was read with (the caller
+    checked the transition against that status); None when a verdict or a PATCH changed it meanwhile."""
+    return _conditional_update(image, changes, ImageRecord.status == str(image.status), now)
 
-    `unjudged_only`: also require that the S3 trigger has not rejected the object meanwhile.
-    """
-    condition = ImageRecord.status == str(expected_status)
-    if unjudged_only:
-        condition &= ImageRecord.error_reason.does_not_exist()
-    return _conditional_update(image, changes, condition, now)
+
+def mark_missing(image: Image, reason: ErrorReason, now: datetime | None = None) -> Image | None:
+    """confirm-upload found no object: `error`, unless the S3 trigger judged a version meanwhile."""
+    changes = {"status": ImageStatus.ERROR, "error_reason": reason}
+    return _conditional_update(image, changes, ImageRecord.status == str(ImageStatus.UPLOADING), now)
 
 
 def record_verdict(image: Image, changes: dict, sequencer: str, now: datetime | None = None) -> Image | None:
-    """The S3 trigger's judgement of one object version; None when the record is gone or a
-    later version (greater sequencer) was judged already."""
+    """The S3 trigger's judgement of one object version. None when the record is gone, when its
+    status does not allow the verdict (an `uploaded` image is final), or when a later version
+    (greater sequencer) was judged already."""
     seq = sequencer_key(sequencer)
-    condition = ImageRecord.id.exists() & (
-        ImageRecord.object_sequencer.does_not_exist() | (ImageRecord.object_sequencer < seq)
-    )
+    condition = ImageRecord.status.is_in(*(str(s) for s in lifecycle.sources(changes["status"])))
+    condition &= ImageRecord.object_sequencer.does_not_exist() | (ImageRecord.object_sequencer < seq)
     return _conditional_update(image, {**changes, "object_sequencer": seq}, condition, now)
 
 
-def query_stale_uploads(created_before: datetime) -> Iterator[Image]:
-    """Every `uploading` record created before the cutoff, through the sparse index, all pages."""
-    cutoff = format_utc(created_before)
+def query_stale_uploads(expired_before: datetime) -> Iterator[Image]:
+    """Every `uploading` record whose upload URL expired before the cutoff, through the sparse
+    index, all pages."""
+    cutoff = format_utc(expired_before)
     for shard in range(UPLOADING_SHARDS):
         for record in ImageRecord.uploading_index.query(
-            shard, range_key_condition=ImageRecord.uploading_since < cutoff
+            shard, range_key_condition=ImageRecord.upload_expires_at < cutoff
         ):
             yield _to_image(record)
 

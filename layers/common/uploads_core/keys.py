@@ -3,6 +3,8 @@
 import unicodedata
 import uuid
 
+from uploads_core.models import THUMBNAIL_PREFIX
+
 # S3 allows 1024 bytes per key; the prefix and uuid take < 100 of them.
 _MAX_NAME_BYTES = 200
 
@@ -33,3 +35,13 @@ def safe_filename(filename: str) -> str:
 
 def image_key(dataset_id: int, filename: str) -> str:
     return f"datasets/{dataset_id}/images/{uuid.uuid4()}_{safe_filename(filename)}"
+
+
+def thumbnail_prefix(dataset_id: int, image_id: int) -> str:
+    """Where every thumbnail of one image lives: deleting the image empties this prefix."""
+    return f"{THUMBNAIL_PREFIX}{dataset_id}/{image_id}/"
+
+
+def thumbnail_key(dataset_id: int, image_id: int, extension: str) -> str:
+    # One key per write: two invocations judging one image never share (or delete) each other's.
+    return f"{thumbnail_prefix(dataset_id, image_id)}{uuid.uuid4().hex}.{extension}"

@@ -9,8 +9,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 ALLOWED_MIME_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
 MAX_FILE_SIZE = 10 * 1024 * 1024
 MAX_BATCH = 1000
-MAX_EXPIRES_IN = 7 * 24 * 3600  # SigV4's ceiling for presigned URLs
+# A URL signed with the function role's temporary credentials stops working when their session
+# ends, whatever X-Amz-Expires says, and Lambda does not say how long that session has left: one
+# hour (the note's default) is the longest lifetime we promise. Cleanup relies on this upper bound.
+MAX_EXPIRES_IN = 3600
 DEFAULT_EXPIRES_IN = 3600
+# `skip` reads skip + limit rows (DynamoDB has no offset): deeper pages go through the cursor.
+MAX_SKIP = 10_000
 # JavaScript clients read ids as doubles: keep them exact there.
 MAX_ID = 2**53 - 1
 # Thumbnails live outside the trigger's `datasets/` prefix, so writing one never re-triggers.
@@ -77,8 +82,13 @@ class ConfirmUploadRequest(BaseModel):
 
 class ConfirmUploadResponse(BaseModel):
     message: str
-    updated_count: int
+    updated_count: int = Field(description="Requested images of this dataset that are `uploaded`")
     total_requested: int
+    pending_count: int = Field(
+        default=0,
+        description="Objects present but not yet verified when confirm stopped waiting: still "
+        "`uploading`; confirm again (or poll the image) to see their verdict",
+    )
 
 
 class ErrorReason(BaseModel):
@@ -104,10 +114,15 @@ class Image(BaseModel):
     updated_at: UtcDateTime
     orientation: int | None = Field(default=None, description="EXIF orientation 1..8 of the stored image")
     error_reason: ErrorReason | None = None
-    # Bookkeeping of the S3 trigger, not part of the API's answers.
+    upload_expires_at: UtcDateTime | None = Field(
+        default=None, description="When the upload URL stops working (cleanup waits past it)"
+    )
+    # Bookkeeping of the S3 trigger, not part of the API's answers: the object version last judged
+    # (the verified one when `uploaded`), its event's sequencer, and the thumbnail made from it.
     thumbnail_key: str | None = Field(default=None, exclude=True)
     object_sequencer: str | None = Field(default=None, exclude=True)
     object_etag: str | None = Field(default=None, exclude=True)
+    object_version: str | None = Field(default=None, exclude=True)
 
 
 class ImageWithUrl(Image):

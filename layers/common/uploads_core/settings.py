@@ -19,12 +19,19 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = None
     # How many HeadObject calls confirm-upload runs at once.
     head_concurrency: int = Field(default=32, ge=1, le=256)
+    # How long confirm-upload waits for the S3 trigger's verdicts on objects already present.
+    confirm_wait_seconds: float = Field(default=10, ge=0, le=10)
+    # AWS calls: each function's template entry sets values that fit its own Timeout (an endpoint
+    # that never answers must fail the call, not hang it past the function's deadline).
+    aws_connect_timeout: float = Field(default=2, gt=0)
+    aws_read_timeout: float = Field(default=5, gt=0)
+    aws_max_attempts: int = Field(default=3, ge=1, le=10)
     # S3 trigger: images with more pixels are rejected (decompression bombs).
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     # S3 trigger: how long to wait for a just-written record to reach the s3-key index
     # before calling an object an orphan.
     orphan_recheck_seconds: float = Field(default=1.0, ge=0)
-    # Cleanup job: `uploading` records older than this are removed.
+    # Cleanup job: `uploading` records whose upload URL expired this long ago are removed.
     stale_after_hours: float = Field(default=24, gt=0)
 
     @property

@@ -1,0 +1,69 @@
+"""The data-safety invariants, checked over the whole bucket (every version) and the whole table.
+
+Called at the end of every concurrency test, once every event has been delivered:
+- no delete markers: nothing is ever deleted by key only (that would keep the bytes as a noncurrent
+  version, and hide a version nobody judged);
+- every upload version belongs to a live `uploaded` image and is the verified version its record
+  names, and the current one of its key; every thumbnail is the one of an `uploaded` image;
+- every `uploaded` record has its verified version and its thumbnail, and no error reason;
+- nothing that was `uploaded` was lost (`kept_uploaded`).
+"""
+
+from collections import defaultdict
+
+
+def table_items(dynamodb, table: str) -> list[dict]:
+    items, kwargs = [], {"TableName": table}
+    while True:
+        page = dynamodb.scan(**kwargs)
+        items += page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return [i for i in items if int(i["id"]["N"]) != 0]  # 0: the id counter
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def bucket_versions(s3, bucket: str) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Key -> its versions (newest first), and the delete markers."""
+    versions: dict[str, list[dict]] = defaultdict(list)
+    markers: list[dict] = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        for version in page.get("Versions", []):
+            versions[version["Key"]].append(version)
+        markers += page.get("DeleteMarkers", [])
+    return versions, markers
+
+
+def check(s3, bucket: str, dynamodb, table: str, kept_uploaded=()) -> list[dict]:
+    """Asserts the invariants; returns the table's records (as DynamoDB items) for further checks."""
+    items = table_items(dynamodb, table)
+    versions, markers = bucket_versions(s3, bucket)
+    assert markers == [], f"delete markers left: {markers}"
+
+    by_key = {i["s3_key"]["S"]: i for i in items}
+    uploaded = {int(i["id"]["N"]): i for i in items if i["status"]["S"] == "uploaded"}
+    thumbnails = {i["thumbnail_key"]["S"] for i in uploaded.values()}
+    for key, key_versions in versions.items():
+        if key.startswith("thumbnails/"):
+            assert key in thumbnails, f"thumbnail {key} belongs to no uploaded image"
+            assert len(key_versions) == 1, f"thumbnail {key} has {len(key_versions)} versions"
+            continue
+        record = by_key.get(key)
+        assert record is not None, f"{key} has no record ({len(key_versions)} versions left)"
+        assert record["status"]["S"] == "uploaded", (
+            f"{key}: versions left beside a '{record['status']['S']}' record"
+        )
+        ids = [v["VersionId"] for v in key_versions]
+        assert ids == [record["object_version"]["S"]], (
+            f"{key}: versions {ids}, verified {record['object_version']}"
+        )
+        assert key_versions[0]["IsLatest"]
+
+    for image_id, record in uploaded.items():
+        assert "error_reason" not in record or record["error_reason"].get("NULL"), (
+            f"{image_id}: error beside uploaded"
+        )
+        assert record["s3_key"]["S"] in versions, f"image {image_id} is uploaded but its bytes are gone"
+        assert record["thumbnail_key"]["S"] in versions, f"image {image_id} lost its thumbnail"
+    for image_id in kept_uploaded:
+        assert image_id in uploaded, f"image {image_id} was uploaded and is not any more"
+    return items
