@@ -33,10 +33,18 @@ def bucket_versions(s3, bucket: str) -> tuple[dict[str, list[dict]], list[dict]]
     return versions, markers
 
 
-def check(s3, bucket: str, dynamodb, table: str, kept_uploaded=()) -> list[dict]:
-    """Asserts the invariants; returns the table's records (as DynamoDB items) for further checks."""
+def check(s3, bucket: str, dynamodb, table: str, kept_uploaded=(), datasets=None) -> list[dict]:
+    """Asserts the invariants; returns the table's records (as DynamoDB items) for further checks.
+
+    `datasets`: only these datasets' records and objects (other tests share a running stack).
+    """
     items = table_items(dynamodb, table)
     versions, markers = bucket_versions(s3, bucket)
+    if datasets is not None:
+        prefixes = tuple(f"{kind}/{d}/" for d in datasets for kind in ("datasets", "thumbnails"))
+        items = [i for i in items if int(i["dataset_id"]["N"]) in datasets]
+        versions = {k: v for k, v in versions.items() if k.startswith(prefixes)}
+        markers = [m for m in markers if m["Key"].startswith(prefixes)]
     assert markers == [], f"delete markers left: {markers}"
 
     by_key = {i["s3_key"]["S"]: i for i in items}

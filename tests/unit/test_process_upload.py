@@ -172,7 +172,7 @@ def test_the_same_event_twice_changes_nothing_the_second_time(api, processor, s3
 
 
 def test_a_second_put_is_rechecked_and_a_late_event_of_the_first_is_dropped(
-    api, processor, s3, bucket, invariants
+    api, processor, s3, bucket, invariants, aws_calls
 ):
     good = sample_images.jpeg(90, 70)
     bad = sample_images.HTML[: len(good)].ljust(len(good), b" ")
@@ -181,7 +181,11 @@ def test_a_second_put_is_rechecked_and_a_late_event_of_the_first_is_dropped(
     new = processor.put(ticket["s3_key"], bad)
 
     processor.deliver(new)
-    processor.deliver(old)  # late: its sequencer is smaller than the rejected version's
+    aws_calls.clear()
+    result = processor.deliver(old)  # late: its sequencer is smaller than the rejected version's
+
+    assert result["processed"][0]["result"] == "stale"
+    assert aws_calls[("s3", "GetObject")] == 0  # dropped unread
 
     image = record_of(api, ticket)
     assert image["status"] == "error"
@@ -295,3 +299,16 @@ def _outcome(obj):
     from upload_processor.models import Outcome
 
     return Outcome(key=obj.key, result="ignored")
+
+
+def test_an_event_without_a_version_id_fails_loudly(processor, caplog):
+    import json
+
+    from tests.unit.conftest import EVENTS
+    from upload_processor.handler import RecordsFailed
+
+    (record,) = json.loads((EVENTS / "s3" / "object_created.json").read_text())["Records"]
+    del record["s3"]["object"]["versionId"]  # an unversioned bucket: no deletion could be exact
+    with pytest.raises(RecordsFailed):
+        processor.deliver(record)
+    assert "the images bucket must be versioned" in caplog.text

@@ -175,14 +175,17 @@ def test_two_good_puts_end_with_exactly_one_verified_version_and_one_thumbnail(
 
 @pytest.mark.parametrize("later", [other_jpeg, html], ids=["another-jpeg", "html"])
 def test_a_put_after_uploaded_is_discarded_and_the_verified_bytes_stay(
-    api, processor, image, invariants, later
+    api, processor, image, invariants, aws_calls, later
 ):
     ticket, good = image
     processor.deliver(processor.put(ticket["s3_key"], good))
     before = api.image("get_image", ticket["image_id"]).json
 
     record = processor.put(ticket["s3_key"], later(len(good)))
+    aws_calls.clear()
     assert outcome(processor.deliver(record)) == "discarded"
+    # Discarded unread: a client re-PUTting through a verified image's URL costs no decoding.
+    assert aws_calls[("s3", "GetObject")] == aws_calls[("s3", "PutObject")] == 0
 
     assert api.image("get_image", ticket["image_id"]).json == before
     assert fetch(api.image("get_download_url", ticket["image_id"]).json["download_url"]) == good
@@ -342,3 +345,21 @@ def test_the_trigger_reads_exactly_the_version_of_its_event(api, processor, imag
     processor.put(ticket["s3_key"], good)
     assert outcome(processor.deliver(first)) == "rejected"
     assert api.image("get_image", ticket["image_id"]).json["error_reason"]["code"] == "not_an_image"
+
+
+def test_a_failed_delete_keeps_the_record_so_that_it_can_be_retried(
+    api, processor, image, invariants, monkeypatch
+):
+    ticket, good = image
+    processor.deliver(processor.put(ticket["s3_key"], good))
+    original = images_bucket.delete_everything
+    monkeypatch.setattr(
+        images_bucket, "delete_everything", lambda *a, **k: (_ for _ in ()).throw(TimeoutError())
+    )
+    assert api.image("delete_image", ticket["image_id"]).status == 500
+    assert api.image("get_image", ticket["image_id"]).json["status"] == "uploaded"
+    invariants(kept_uploaded=[ticket["image_id"]])
+
+    monkeypatch.setattr(images_bucket, "delete_everything", original)
+    assert api.image("delete_image", ticket["image_id"]).status == 200
+    assert invariants() == []
