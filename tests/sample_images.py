@@ -68,3 +68,18 @@ def jpeg_of_size(size: int) -> bytes:
     if not 0 <= padding <= 65533:
         raise ValueError(f"cannot make a {size}-byte JPEG from a {len(base)}-byte one")
     return base[:2] + b"\xff\xfe" + (padding + 2).to_bytes(2, "big") + b"\0" * padding + base[2:]
+
+
+def many_scan_jpeg(extra_scans: int, width: int = 64, height: int = 48) -> bytes:
+    """A progressive JPEG whose last scan (an AC refinement) is repeated `extra_scans` more times before EOI.
+
+    libjpeg only warns about the bogus progression and runs every copy over the whole image's coefficients,
+    so decoding takes time in proportion to copies x pixels while each copy of a flat image's scan is a few
+    bytes: the many-scans attack (10,000 copies in a 0.33 MB 4000x3000 file decode in over a minute).
+    """
+    data = encode(Image.new("RGB", (width, height), (200, 120, 40)), "JPEG", progressive=True)
+    # Pillow writes nothing after EOI, and FF DA appears only as a marker: the last one starts the last scan.
+    eoi = len(data) - 2
+    assert data[eoi:] == b"\xff\xd9"
+    last_scan = data[data.rindex(b"\xff\xda") : eoi]
+    return data[:eoi] + last_scan * extra_scans + data[eoi:]

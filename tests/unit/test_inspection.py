@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import itertools
 import struct
 import warnings
 import zlib
@@ -9,6 +10,7 @@ import zlib
 import pytest
 from PIL import Image, ImageFile
 
+from tests import sample_images
 from upload_processor import inspection
 from upload_processor.inspection import CountingStream, Inspected, Rejected, inspect
 
@@ -515,3 +517,167 @@ def test_the_stream_stops_at_a_short_source() -> None:
     assert stream.read(100) == b"abc"
     assert stream.read(100) == b""
     assert stream.bytes_read == 3
+
+
+# Rule 9: decoding time is bounded
+
+
+@pytest.fixture
+def decoders_started(monkeypatch) -> list[str]:
+    """The name of every Pillow decoder created from here on: empty means no pixel data was decoded."""
+    started: list[str] = []
+    real_getdecoder = Image._getdecoder
+
+    def spy(mode, decoder_name, args, extra=()):
+        started.append(decoder_name)
+        return real_getdecoder(mode, decoder_name, args, extra)
+
+    monkeypatch.setattr(Image, "_getdecoder", spy)
+    return started
+
+
+def test_a_jpeg_repeating_a_scan_10000_times_is_too_complex_without_decoding_it(decoders_started) -> None:
+    # Before the scan count, this file (at 1024x768) was accepted after 6 s of CPU; at 4000x3000, 79 s.
+    data = sample_images.many_scan_jpeg(10_000, 1024, 768)
+    assert len(data) < 200 * KIB
+    exc = reject(data, "image/jpeg")
+    assert exc.code == "too_complex"
+    assert exc.message == (
+        f"the JPEG image has more than the {inspection.MAX_JPEG_SCANS} scans allowed, "
+        "which would take too long to decode"
+    )
+    assert decoders_started == []  # refused from a count of its markers, not by running libjpeg
+    assert exc.bytes_read == len(data)  # counting reads the file once, nothing more
+
+
+def test_the_scan_limit_is_inclusive() -> None:
+    pillow_scans = 10  # what Pillow's progressive=True writes for a colour image
+    limit = inspection.MAX_JPEG_SCANS
+    assert run(sample_images.many_scan_jpeg(limit - pillow_scans), "image/jpeg").width == 64
+    assert reject(sample_images.many_scan_jpeg(limit - pillow_scans + 1), "image/jpeg").code == "too_complex"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "CMYK"])
+@pytest.mark.parametrize("optimize", [False, True], ids=["plain", "optimized"])
+def test_progressive_jpegs_from_libjpeg_are_accepted(mode: str, optimize: bool) -> None:
+    # libjpeg's progression: 10 scans in colour, 6 in grey, 18 for CMYK, the most any encoder we tried wrote.
+    data = encode(noise((320, 240)).convert(mode), "JPEG", progressive=True, optimize=optimize, quality=95)
+    assert data.count(b"\xff\xda") >= 6
+    result = run(data, "image/jpeg")
+    assert (result.mime_type, result.width, result.height) == ("image/jpeg", 320, 240)
+
+
+LOOKS_LIKE_SCANS = b"\xff\xda\x00\x08" * 500  # what a scan header starts with, over and over
+
+
+def test_scan_markers_inside_a_segment_or_between_restart_markers_are_not_counted() -> None:
+    base = encode(noise((320, 240)), "JPEG", progressive=True, restart_marker_blocks=1)
+    assert b"\xff\xd7" in base  # restart markers throughout the entropy-coded data
+    comment = b"\xff\xfe" + struct.pack(">H", 2 + len(LOOKS_LIKE_SCANS)) + LOOKS_LIKE_SCANS
+    result = run(base[:2] + comment + base[2:], "image/jpeg")
+    assert (result.width, result.height) == (320, 240)
+
+
+def test_what_follows_the_end_of_the_image_is_not_counted() -> None:
+    base = encode(noise((320, 240)), "JPEG", progressive=True)
+    second_image = sample_images.many_scan_jpeg(500)  # as an MPF file stores its other images after EOI
+    trailer = LOOKS_LIKE_SCANS * 50  # 100 KB: more than a misread segment length could skip
+    result = run(base + second_image + trailer, "image/jpeg")
+    assert (result.width, result.height) == (320, 240)
+
+
+def test_a_jpeg_with_thousands_of_marker_segments_is_too_complex(decoders_started) -> None:
+    base = encode(picture((64, 48)), "JPEG", progressive=True)
+    comments = b"\xff\xfe\x00\x02" * inspection.MAX_JPEG_SEGMENTS  # empty comments, after the first scan
+    data = base[:-2] + comments + base[-2:]
+    exc = reject(data, "image/jpeg")
+    assert exc.code == "too_complex"
+    assert exc.message == (
+        f"the JPEG image has more than the {inspection.MAX_JPEG_SEGMENTS:,} marker segments allowed"
+    )
+    assert decoders_started == []
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF"])
+def test_decoders_are_fed_small_pieces_so_the_budget_is_checked_often(fmt: str, monkeypatch) -> None:
+    pieces: list[int] = []
+    real_getdecoder = Image._getdecoder
+
+    class Recorder:
+        def __init__(self, decoder) -> None:
+            self._decoder = decoder
+
+        def __getattr__(self, name: str):
+            return getattr(self._decoder, name)
+
+        def decode(self, data: bytes):
+            pieces.append(len(data))
+            return self._decoder.decode(data)
+
+    monkeypatch.setattr(Image, "_getdecoder", lambda *args: Recorder(real_getdecoder(*args)))
+    data = encode(noise((1000, 1000)).convert("P" if fmt == "GIF" else "RGB"), fmt)
+    run(data, inspection.MIME_TYPES[fmt])
+    assert len(pieces) > len(data) // (8 * KIB)
+    assert max(pieces) <= 8 * KIB  # 4 KiB read at a time, plus what the decoder left of the last one
+
+
+@pytest.fixture
+def decoding_costs(monkeypatch):
+    """Fake the CPU clock: time stands still, except that starting a decode charges the seconds set."""
+    clock = {"now": 0.0, "charge": 0.0}
+    monkeypatch.setattr(inspection, "_cpu_time", lambda: clock["now"])
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        clock["now"] += clock["charge"]
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+
+    def charge(seconds: float) -> None:
+        clock["charge"] = seconds
+
+    return charge
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF"])
+def test_a_decode_that_runs_out_of_cpu_time_is_too_complex(fmt: str, decoding_costs) -> None:
+    data = encode(noise((1000, 1000)).convert("P" if fmt == "GIF" else "RGB"), fmt)
+    assert len(data) > 400 * KIB
+    decoding_costs(60.0)
+    exc = reject(data, inspection.MIME_TYPES[fmt])
+    assert exc.code == "too_complex"
+    assert exc.message == (
+        "the image takes too long to decode: more than the 1.1 seconds of CPU time allowed for its size"
+    )
+    if fmt != "JPEG":  # (a JPEG's scans are counted first, over the whole file)
+        assert exc.bytes_read < len(data) // 4  # the decoder was stopped at its first pull of data
+
+
+def test_the_cpu_budget_grows_with_the_pixel_count(decoding_costs) -> None:
+    decoding_costs(2.0)  # 1 s allowed plus 0.1 s per megapixel
+    big = encode(Image.new("RGB", (6000, 4000), (200, 120, 40)), "JPEG")
+    assert run(big, "image/jpeg").width == 6000
+    assert reject(encode(picture((1000, 1000)), "JPEG"), "image/jpeg").code == "too_complex"
+    decoding_costs(1.0)
+    assert run(encode(picture((1000, 1000)), "JPEG"), "image/jpeg").width == 1000
+
+
+def test_header_parsing_counts_against_the_cpu_budget(monkeypatch) -> None:
+    # Pillow parses the segments before the first scan in Python: 10 MiB of empty comments took 11 s.
+    ticks = itertools.count()
+    monkeypatch.setattr(inspection, "_cpu_time", lambda: next(ticks) / 1000)  # each look: 1 ms later
+    base = encode(picture((64, 48)), "JPEG")
+    assert run(base, "image/jpeg").width == 64
+    data = base[:2] + b"\xff\xfe\x00\x02" * 2000 + base[2:]  # Pillow reads each one at least once
+    exc = reject(data, "image/jpeg")
+    assert exc.code == "too_complex"
+    assert exc.message.startswith("the image takes too long to decode: more than the 1.0 seconds")
+
+
+@pytest.mark.parametrize(("fmt", "params"), [("JPEG", {"quality": 95, "progressive": True}), ("PNG", {})])
+def test_big_photos_decode_well_within_the_real_budget(fmt: str, params: dict) -> None:
+    # Progressive, because libjpeg then decodes every coefficient, whatever draft() asks for.
+    data = encode(picture((6000, 4000)), fmt, **params)  # 24 MP
+    result = run(data, inspection.MIME_TYPES[fmt])
+    assert (result.width, result.height) == (6000, 4000)

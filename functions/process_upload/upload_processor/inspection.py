@@ -4,14 +4,19 @@ Pure: takes a readable byte stream (a botocore StreamingBody in production: ``.r
 seekable) and returns facts or raises ``Rejected``. No AWS imports here.
 
 Order of checks, cheapest first, so that rejecting junk or a decompression bomb costs at most one
-small read: declared size, magic number, declared type, pixel count from the header, then a full
-decode (which is what notices truncation and corruption), then the thumbnail.
+small read: declared size, magic number, declared type, pixel count from the header, then (JPEG only)
+the number of scans and marker segments, counted over the whole file before libjpeg sees it, then a
+full decode (which is what notices truncation and corruption) under a CPU-time budget that grows with
+the pixel count, then the thumbnail. The budget is checked from the first read on, so it also bounds
+Pillow's header parsing, and every time the decoder pulls more bytes.
 """
 
 import io
+import re
 import struct
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,6 +35,39 @@ THUMBNAIL_FORMAT, THUMBNAIL_MIME, THUMBNAIL_QUALITY = "WEBP", "image/webp", 80
 _SNIFF_BYTES = 32  # enough for every magic number and for the WebP canvas size
 _MIN_CHUNK = 16 * 1024  # first pull from the source: rejecting junk or a bomb reads no more than this
 _MAX_CHUNK = 1024 * 1024  # read-ahead doubles up to this, so a big upload is a few dozen source reads
+
+# Progressive JPEG: libjpeg runs every scan over the whole coefficient buffer (draft() does not help), so
+# decode time is scans x pixels while a scan can be a dozen bytes: a 0.33 MB 12 MP JPEG holding one
+# refinement scan 10,000 times took 84 s here, and was accepted. What encoders write, measured with Pillow 13
+# (libjpeg-turbo 3.2) and with mozjpeg (through mozjpeg-lossless-optimization 1.3): baseline 1 scan;
+# progressive grey 6, colour 10, CMYK 18, the same with optimize=True and at any quality or subsampling;
+# mozjpeg's optimised scans 3 to 8 (17 for CMYK). 64 is 3.5x the most seen; a 50 MP file of 64 scans that
+# each cost the most per byte (a flat image's refinement scan) takes 1.9 s of CPU here.
+MAX_JPEG_SCANS = 64
+# Marker segments (tables, APPn, COM, scan headers) walked to count the scans, so the walk costs at most
+# ~1 ms, not the 1.5 s that 10 MiB of 4-byte COM segments would take. Seen: 6 to 38 in Pillow's files,
+# 56 with EXIF and a 1 MiB ICC profile (in 64 KiB APP2 pieces); a 10 MiB profile would make about 200.
+MAX_JPEG_SEGMENTS = 1000
+
+# CPU seconds one inspect() may spend reading and decoding: DECODE_CPU_SECONDS while Pillow parses headers,
+# plus DECODE_CPU_SECONDS_PER_MEGAPIXEL once the pixel count is known. Checked every time a parser or
+# decoder pulls bytes, so between pieces of _DECODE_PIECE bytes: it cannot cut a piece's work short (the
+# work after the last piece included), nor libwebp's, which decodes a whole file in one call (in time
+# that grows with its pixels only). Thread CPU time, not wall time: Lambda's 1024 MB share
+# (~0.58 vCPU) stretches wall time ~1.7x but not CPU time, and other threads' work does not count.
+# Measured here (AMD EPYC; thread CPU time from the start to the last read, best of 2) at 12 / 24 / 50 MP,
+# photo-like content: JPEG q95 progressive (2.7 to 11 MiB) 0.10 / 0.21 / 0.44 s; gradient PNG, Adam7,
+# RGBA 0.13 / 0.29 / 0.54 s; GIF 0.09 / 0.20 / 0.49 s; WebP under 0.01 s (then 0.2 to 0.9 s in libwebp).
+# Slowest, and far over the 10 MiB upload cap: photo PNG (18 to 76 MiB) 0.19 / 0.44 / 0.93 s, JPEG q100
+# 4:4:4 progressive (15 to 65 MiB) 0.60 / 1.16 / 2.61 s. The budget, 2.2 / 3.4 / 6 s, is 11 to 17 times
+# the ordinary files' figures and 2.3 times the slowest file's.
+DECODE_CPU_SECONDS = 1.0
+DECODE_CPU_SECONDS_PER_MEGAPIXEL = 0.1
+# What a decoder is handed at a time (Pillow's default is 64 KiB), so that the budget is checked between
+# small pieces of work: without the scan count, 64 KiB of 26-byte scans of a 12 MP JPEG is 20 s of libjpeg
+# work, 4 KiB about 1 s. Decoding a 50 MP JPEG or PNG took no measurably longer than in 64 KiB pieces.
+_DECODE_PIECE = 4 * 1024
+_cpu_time: Callable[[], float] = time.thread_time  # a module global so that tests can fake it
 
 # What Pillow raises on malformed data, besides its own UnidentifiedImageError (an OSError).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
@@ -66,12 +104,14 @@ class CountingStream(io.RawIOBase):
     Pulls from the source only as far as a reader actually asks (plus a bounded read-ahead), keeps what
     it pulled so Pillow can seek back, never pulls more than ``size`` bytes, and never calls
     ``source.read()`` without a size. Seeking, including to the end, costs no source reads.
+    ``on_read``, if given, is called before every read is served, and may raise to stop the reader.
     """
 
-    def __init__(self, source: Readable, size: int) -> None:
+    def __init__(self, source: Readable, size: int, on_read: Callable[[], None] | None = None) -> None:
         super().__init__()
         self._source = source
         self._size = size
+        self._on_read = on_read
         self._buffer = bytearray()
         self._pos = 0
         self._exhausted = False  # the source ended early: the object is shorter than its stated size
@@ -97,6 +137,8 @@ class CountingStream(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self._on_read is not None:
+            self._on_read()
         end = min(self._pos + len(buffer), self._size)
         if end <= self._pos:  # at or past the end: nothing to pull
             return 0
@@ -105,6 +147,11 @@ class CountingStream(io.RawIOBase):
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
+
+    def pull_all(self) -> bytearray:
+        """Everything, pulling what is left from the source; the stream's own buffer, not to be modified."""
+        self._fill(self._size)
+        return self._buffer
 
     def _fill(self, end: int) -> None:
         while len(self._buffer) < end and not self._exhausted:
@@ -115,6 +162,25 @@ class CountingStream(io.RawIOBase):
             if not chunk:
                 self._exhausted = True
             self._buffer += chunk[:want]  # never keep (or count) more than the stated size
+
+
+class _CpuBudget:
+    """CPU time one inspect() may spend: ``check()`` raises too_complex once it is spent."""
+
+    def __init__(self) -> None:
+        self._start = _cpu_time()
+        self._seconds = DECODE_CPU_SECONDS  # until the pixel count is known
+
+    def allow_pixels(self, pixels: int) -> None:
+        self._seconds = DECODE_CPU_SECONDS + DECODE_CPU_SECONDS_PER_MEGAPIXEL * pixels / 1_000_000
+
+    def check(self) -> None:
+        if _cpu_time() - self._start > self._seconds:
+            raise Rejected(
+                "too_complex",
+                f"the image takes too long to decode: more than the {self._seconds:.1f} seconds "
+                "of CPU time allowed for its size",
+            )
 
 
 def inspect(
@@ -128,19 +194,24 @@ def inspect(
 ) -> Inspected:
     """Verify ``source`` (``size`` bytes) is the declared image; measure it and make a thumbnail.
 
-    Raises ``Rejected`` with code size_mismatch, not_an_image, type_mismatch, too_many_pixels or corrupt.
+    Raises ``Rejected`` with code size_mismatch, not_an_image, type_mismatch, too_many_pixels, too_complex
+    (more JPEG scans or marker segments than encoders write, or reading and decoding took more CPU time
+    than the image's size justifies) or corrupt.
     """
     if size != declared_size:
         raise Rejected("size_mismatch", f"declared {declared_size} bytes but the object has {size} bytes")
-    stream = CountingStream(source, size)
+    budget = _CpuBudget()
+    stream = CountingStream(source, size, on_read=budget.check)
     try:
-        return _inspect(stream, declared_mime, max_pixels, thumbnail_size)
+        return _inspect(stream, budget, declared_mime, max_pixels, thumbnail_size)
     except Rejected as exc:
         exc.bytes_read = stream.bytes_read
         raise
 
 
-def _inspect(stream: CountingStream, declared_mime: str, max_pixels: int, thumbnail_size: int) -> Inspected:
+def _inspect(
+    stream: CountingStream, budget: _CpuBudget, declared_mime: str, max_pixels: int, thumbnail_size: int
+) -> Inspected:
     head = stream.read(_SNIFF_BYTES)
     stream.seek(0)
     fmt = _sniff(head)
@@ -161,9 +232,12 @@ def _inspect(stream: CountingStream, declared_mime: str, max_pixels: int, thumbn
             img = Image.open(stream, formats=ALLOWED_FORMATS)
             width, height = img.size
             _check_pixels(img.size, max_pixels)  # only the header has been read so far
+            budget.allow_pixels(width * height)
             if fmt == "JPEG":
+                _check_jpeg_scans(stream.pull_all())  # before libjpeg starts on them
                 # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: a 24 MP photo never needs its full buffer.
                 img.draft("RGB", (thumbnail_size, thumbnail_size))
+            img.decodermaxblock = _DECODE_PIECE
             img.load()  # a full decode is what notices truncated or damaged data
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _too_many_pixels(max_pixels) from None
@@ -209,6 +283,45 @@ def _webp_size(head: bytes) -> tuple[int, int] | None:
         bits = int.from_bytes(head[21:25], "little")
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     return None
+
+
+# Where libjpeg reads a marker segment: FF then a code from C0 up (the length-prefixed segments, SOS among
+# them, and EOI), RSTn and SOI aside. Skipped at C speed: FF 00 and FF FF (a stuffed data byte or fill in
+# entropy-coded data, which holds no other FF), RSTn and TEM (no length), SOI (libjpeg stops at a second
+# one) and codes below C0, which libjpeg either refuses or, resynchronising at a restart, steps over
+# without reading a length. Each of those skips can only add scans to the count, never hide one.
+_JPEG_SEGMENT = re.compile(rb"\xff[\xc0-\xcf\xd9-\xfe]")
+
+
+def _check_jpeg_scans(data: bytearray) -> None:
+    """Refuse a JPEG with more scans, or marker segments, than encoders write, before libjpeg decodes it.
+
+    Walks the segments the way libjpeg reads them, from SOI to the first EOI (so an MPF image or other data
+    after it does not count): each length-prefixed segment is skipped whole, so FF DA in an APPn or COM
+    payload is not a scan, and after a scan header the entropy-coded data is searched for the next marker.
+    """
+    scans = segments = 0
+    pos = 2  # after SOI
+    while (match := _JPEG_SEGMENT.search(data, pos)) is not None:
+        pos = match.start()
+        if data[pos + 1] == 0xD9:  # EOI: libjpeg reads no further
+            return
+        segments += 1
+        if segments > MAX_JPEG_SEGMENTS:
+            raise Rejected(
+                "too_complex",
+                f"the JPEG image has more than the {MAX_JPEG_SEGMENTS:,} marker segments allowed",
+            )
+        if data[pos + 1] == 0xDA:
+            scans += 1
+            if scans > MAX_JPEG_SCANS:
+                raise Rejected(
+                    "too_complex",
+                    f"the JPEG image has more than the {MAX_JPEG_SCANS} scans allowed, "
+                    "which would take too long to decode",
+                )
+        # A length under 2 is skipped as 2, as libjpeg does; a cut-off one reads as 0 and ends the walk.
+        pos += 2 + max(int.from_bytes(data[pos + 2 : pos + 4], "big"), 2)
 
 
 def _corrupt(fmt: str) -> Rejected:
