@@ -21,13 +21,19 @@ $(VENV)/.installed: $(REQS) pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	PYTHONPATH=local $(PY) -m local_stack --api-port $(API_PORT) --aws-port $(AWS_PORT)
+	PYTHONPATH=local:ops $(PY) -m local_stack --api-port $(API_PORT) --aws-port $(AWS_PORT)
 
 # Runs one function with an event file against the stack `make run` started, like `sam local invoke -e`.
 .PHONY: invoke
 invoke: install
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=LogicalId EVENT=events/.../event.json" >&2; exit 2; }
-	@PYTHONPATH=local $(PY) -m local_stack invoke "$(FUNCTION)" "$(EVENT)" --api-port $(API_PORT) --aws-port $(AWS_PORT)
+	@PYTHONPATH=local:ops $(PY) -m local_stack invoke "$(FUNCTION)" "$(EVENT)" --api-port $(API_PORT) --aws-port $(AWS_PORT)
+
+# Replays the S3 events that failed after Lambda's retries (ProcessUploadFailures) on the stack `make run`
+# started, deleting each message whose replay succeeded. FUNCTION defaults to ProcessUploadFunction.
+.PHONY: replay-failures
+replay-failures: install
+	@PYTHONPATH=local:ops $(PY) -m local_stack replay-failures --aws-port $(AWS_PORT) $(if $(FUNCTION),--function "$(FUNCTION)")
 
 lint: install
 	$(VENV)/bin/ruff check .

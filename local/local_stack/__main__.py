@@ -7,6 +7,8 @@ Commands:
   python -m local_stack [serve] [options]        start the stack (what `make run` does)
   python -m local_stack invoke FUNCTION EVENT    run one function with a JSON event file against a
                                                  running stack (`make invoke`); see `invoke --help`
+  python -m local_stack replay-failures          replay the failed S3 events of a running stack
+                                                 (`make replay-failures`; needs ops/ on PYTHONPATH)
 """
 
 from __future__ import annotations
@@ -68,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["invoke"]:
         return invoke.main(argv[1:])
+    if argv[:1] == ["replay-failures"]:
+        from local_stack import replay  # imports ops/replay_failures.py, which `serve` does not need
+
+        return replay.main(argv[1:])
     if argv[:1] == ["serve"]:
         argv = argv[1:]
     return serve(argv)

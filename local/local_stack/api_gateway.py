@@ -1,4 +1,4 @@
-"""An API Gateway HTTP API (payload format 2.0) in front of in-process functions.
+"""An API Gateway HTTP API (payload format 2.0) in front of the template's functions.
 
 ``HttpApi`` holds the behaviour (routing, CORS, event and response translation) and works on
 plain ``Request``/``Response`` values; ``ApiServer`` only moves bytes over HTTP.
@@ -18,10 +18,11 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
+
+from local_stack.worker import json_default
 
 log = logging.getLogger("local_stack.api")
 
@@ -228,17 +229,10 @@ class InvalidResponse(Exception):
     """The function's result is not something API Gateway can turn into a response."""
 
 
-def _lambda_json_default(value: Any) -> Any:
-    # The Python runtime serialises Decimal (e.g. from DynamoDB) instead of failing.
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
 def translate_response(result: Any) -> Response:
     """Turn a function's return value into the HTTP response, following the 2.0 format rules."""
     try:
-        serialized = json.dumps(result, default=_lambda_json_default)
+        serialized = json.dumps(result, default=json_default)
     except (TypeError, ValueError) as error:
         raise InvalidResponse(f"the result is not JSON serializable: {error}") from error
     if len(serialized.encode()) > MAX_LAMBDA_PAYLOAD:

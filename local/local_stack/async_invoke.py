@@ -12,21 +12,19 @@ import json
 import logging
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from local_stack.lambda_runtime import LambdaRuntime
 from local_stack.template import LocalNames, function_properties
+from local_stack.worker import error_payload
 
 log = logging.getLogger("local_stack.events")
 
 DEFAULT_RETRY_ATTEMPTS = 2
-_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 # The service of a destination ARN -> SAM's DestinationConfig Type.
 _DESTINATION_TYPES = {"sqs": "SQS", "sns": "SNS", "lambda": "Lambda", "events": "EventBridge", "s3": "S3"}
 
@@ -69,17 +67,6 @@ def _timestamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def _error_payload(error: BaseException, request_id: str) -> dict[str, Any]:
-    """What the Python runtime reports for an unhandled exception (the function's frames only)."""
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_PACKAGE_DIR)]
-    return {
-        "errorMessage": str(error),
-        "errorType": type(error).__name__,
-        "requestId": request_id,
-        "stackTrace": traceback.format_list(frames),
-    }
-
-
 class AsyncInvoker:
     """Invokes functions the way Lambda handles an asynchronous (``Event``) invocation."""
 
@@ -106,6 +93,9 @@ class AsyncInvoker:
             try:
                 result = self.runtime.invoke(logical_id, event, request_id=request_id)
             except Exception as error:
+                if self.stopping.is_set():  # the event is dropped, as with a dead container
+                    log.warning("%s %s dropped: the stack is stopping", logical_id, description)
+                    return False
                 elapsed_ms = (time.monotonic() - started) * 1000
                 retrying = attempt < attempts
                 log.error(
@@ -126,7 +116,7 @@ class AsyncInvoker:
                         self._record(logical_id, request_id, "RetriesExhausted", attempt, event, error),
                     )
                 elif self.stopping.wait(self.retry_delay):
-                    return False  # the stack is stopping: the event is dropped, as with a dead container
+                    return False
                 continue
             log.info("%s %s -> ok in %.0f ms", logical_id, description, (time.monotonic() - started) * 1000)
             if config.on_success:
@@ -143,7 +133,8 @@ class AsyncInvoker:
         response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
         if isinstance(outcome, BaseException):
             response_context["functionError"] = "Unhandled"
-            outcome = _error_payload(outcome, request_id)
+            # A FunctionError carries what the function's worker reported.
+            outcome = getattr(outcome, "payload", None) or error_payload(outcome, request_id)
         return {
             "version": "1.0",
             "timestamp": _timestamp(),

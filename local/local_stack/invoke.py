@@ -1,8 +1,9 @@
 """`python -m local_stack invoke FUNCTION EVENT_FILE`: the local twin of `sam local invoke -e`.
 
-Runs one function of the template in this process with the JSON event of EVENT_FILE ("-" reads
-stdin), against the moto server of a local stack that is already running (`make run`), and prints
-the function's result as JSON on stdout. The function's own output goes to stderr.
+Runs one function of the template in a worker process, as the stack does, with the JSON event of
+EVENT_FILE ("-" reads stdin), against the moto server of a local stack that is already running
+(`make run`), and prints the function's result as JSON on stdout. The function's own output goes to
+stderr.
 
 Exit status: 0 done, 1 the function raised (or returned something that is not JSON), 2 bad
 arguments (unknown function, event file missing or not JSON), 3 no local stack on the AWS port.
@@ -11,14 +12,13 @@ arguments (unknown function, event file missing or not JSON), 3 no local stack o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import socket
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,11 @@ class InvokeError(Exception):
         self.status = status
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+def stack_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """The options that find a running stack and its template (also `replay-failures`')."""
     parser = argparse.ArgumentParser(
-        prog="python -m local_stack invoke",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("function", metavar="FUNCTION_LOGICAL_ID")
-    parser.add_argument("event_file", metavar="EVENT_FILE", help='a JSON event, or "-" for stdin')
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--aws-port", type=int, default=int(os.environ.get("AWS_PORT", "4566")))
     # Accepted like `serve`'s, so that one set of options works for both; a function does not use it.
@@ -51,6 +48,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE)
     parser.add_argument("--stack-name", default=PSEUDO_DEFAULTS["stack_name"])
     parser.add_argument("--region", default=PSEUDO_DEFAULTS["region"])
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = stack_parser("python -m local_stack invoke", __doc__)
+    parser.add_argument("function", metavar="FUNCTION_LOGICAL_ID")
+    parser.add_argument("event_file", metavar="EVENT_FILE", help='a JSON event, or "-" for stdin')
     return parser.parse_args(argv)
 
 
@@ -83,8 +87,8 @@ def check_stack(host: str, port: int) -> None:
         ) from None
 
 
-def invoke(args: argparse.Namespace) -> str:
-    """Run the function; its result as JSON text."""
+def function_template(args: argparse.Namespace) -> dict[str, Any]:
+    """The template, which must have the function ``args.function``."""
     try:
         template = load_template(args.template)
     except OSError as error:
@@ -95,34 +99,46 @@ def invoke(args: argparse.Namespace) -> str:
             f"no function {args.function} in {args.template}; functions: {', '.join(known) or 'none'}",
             EXIT_USAGE,
         )
+    return template
+
+
+def invoke(args: argparse.Namespace) -> int:
+    """Run the function and print its result as JSON."""
+    template = function_template(args)
     event = read_event(args.event_file)
     check_stack(args.host, args.aws_port)
-    runtime = LambdaRuntime(
+    runtime = local_runtime(args, template)
+    try:
+        result = runtime.invoke(args.function, event)
+    except Exception as error:
+        traceback.print_exc(file=sys.stderr)
+        message = f"{args.function} raised {type(error).__name__}: {error}"
+        raise InvokeError(message, EXIT_FUNCTION_ERROR) from None
+    finally:
+        runtime.close()
+    print(json.dumps(result))
+    return 0
+
+
+def local_runtime(args: argparse.Namespace, template: dict[str, Any]) -> LambdaRuntime:
+    """One worker per function, against the running stack; whatever functions print goes to stderr."""
+    return LambdaRuntime(
         template,
         aws_endpoint=f"http://{args.host}:{args.aws_port}",
         stack_name=args.stack_name,
         region=args.region,
         base_dir=template_dir(args.template),
+        max_concurrency=1,
+        stdout_to_stderr=True,
     )
-    # Whatever the function prints or logs to stdout goes to stderr: stdout is the result only.
-    with contextlib.redirect_stdout(sys.stderr):
-        try:
-            result = runtime.invoke(args.function, event)
-        except Exception as error:
-            traceback.print_exc(file=sys.stderr)
-            raise InvokeError(
-                f"{args.function} raised {type(error).__name__}: {error}", EXIT_FUNCTION_ERROR
-            ) from None
-    try:
-        return json.dumps(result)
-    except (TypeError, ValueError) as error:
-        raise InvokeError(
-            f"{args.function} returned a result that is not JSON: {error}", EXIT_FUNCTION_ERROR
-        ) from None
 
 
 def main(argv: Sequence[str]) -> int:
-    args = parse_args(argv)
+    return run("invoke", invoke, parse_args(argv))
+
+
+def run(name: str, command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``command(args)``'s exit status; an InvokeError is reported on stderr."""
     if args.host in ("0.0.0.0", "", "::"):  # where a stack listens, not where to connect
         args.host = "127.0.0.1"
     # Like Lambda's runtime: the root logger writes warnings and worse (here to stderr).
@@ -130,9 +146,7 @@ def main(argv: Sequence[str]) -> int:
         level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        output = invoke(args)
+        return command(args)
     except InvokeError as error:
-        print(f"local_stack invoke: {error}", file=sys.stderr)
+        print(f"local_stack {name}: {error}", file=sys.stderr)
         return error.status
-    print(output)
-    return 0

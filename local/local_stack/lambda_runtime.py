@@ -1,25 +1,34 @@
-"""Run the template's functions in this process, the way Lambda would run them.
+"""Run the template's functions the way Lambda does: each function in worker processes of its own.
 
-Every function shares this interpreter (one sys.path, one sys.modules), so two functions
-must not ship different modules under the same name. Invocations are serialised: Lambda
-runs one event at a time per container, and os.environ is process-wide.
+A worker is a spawned process (``ProcessPoolExecutor``) whose environment and sys.path are the
+function's before its handler is imported (``worker.start``), and which stays warm between events.
+It runs one event at a time; a function has at most as many workers as its ReservedConcurrentExecutions
+(capped at ``LOCAL_MAX_CONCURRENCY``, 4 by default), created on demand. A further invocation waits for
+a free worker, where Lambda would throttle it and retry. Different functions run concurrently.
+
+An invocation longer than the function's Timeout fails as in Lambda ("Task timed out after ...") and
+its worker is killed. That is why each worker is an executor of its own: a pool breaks as a whole when
+one of its processes dies, which would fail the function's other invocations too.
 """
 
 from __future__ import annotations
 
-import importlib
+import json
+import multiprocessing
 import os
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local_stack import worker
 from local_stack.template import (
+    NO_VALUE,
     PSEUDO_DEFAULTS,
     REPO_ROOT,
     FunctionInfo,
@@ -27,32 +36,103 @@ from local_stack.template import (
     function_environment,
     functions,
 )
+from local_stack.worker import LambdaContext
 
-Handler = Callable[[Any, Any], Any]
+__all__ = ["FunctionError", "LambdaContext", "LambdaRuntime"]
+
+# A fresh interpreter, not a fork of the stack's (its threads, locks and imported modules). A script that
+# uses the runtime needs the `if __name__ == "__main__":` guard: spawn imports the main module again.
+_SPAWN = multiprocessing.get_context("spawn")
 
 
-@dataclass
-class LambdaContext:
-    """The attributes of the Python runtime's context object that handlers actually use."""
+class FunctionError(Exception):
+    """A failed invocation as Lambda reports it; ``payload`` has errorType, errorMessage, stackTrace.
 
-    function_name: str
-    function_version: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    aws_request_id: str
-    log_group_name: str
-    log_stream_name: str
-    deadline_ms: int
-    identity: Any = None
-    client_context: Any = None
+    Raised as a subclass named after errorType (``ValueError``, ``Sandbox.Timedout``...): the function's
+    own exception object stays in its worker.
+    """
 
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, self.deadline_ms - int(time.time() * 1000))
+    def __init__(self, payload: Mapping[str, Any]) -> None:
+        super().__init__(payload["errorMessage"])
+        self.payload = dict(payload)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> FunctionError:
+        error = type(str(payload["errorType"]), (cls,), {"__module__": "builtins"})(payload)
+        if payload.get("stackTrace"):  # shown under the stack's own traceback in logs
+            error.add_note("In the function:\n" + "".join(payload["stackTrace"]).rstrip())
+        return error
+
+
+def _kill(executor: ProcessPoolExecutor) -> None:
+    # As Lambda ends an environment: no code of the worker runs any more (a graceful exit would take
+    # its interpreter's teardown, ~0.5 s). Python 3.14 has executor.kill_workers(); before it, the
+    # executor's process table.
+    for process in list((executor._processes or {}).values()):
+        process.kill()
+    executor.shutdown(cancel_futures=True)
+
+
+class _Workers:
+    """One function's workers: up to ``size`` one-process executors, reused while warm."""
+
+    def __init__(self, size: int, initargs: tuple[Any, ...]) -> None:
+        self.size = size
+        self._initargs = initargs
+        self._idle: list[ProcessPoolExecutor] = []
+        self._all: set[ProcessPoolExecutor] = set()
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def take(self) -> ProcessPoolExecutor:
+        with self._changed:
+            self._changed.wait_for(lambda: self._closed or self._idle or len(self._all) < self.size)
+            if self._closed:
+                raise RuntimeError("the local stack is stopping")
+            if self._idle:
+                return self._idle.pop()
+            executor = ProcessPoolExecutor(
+                1, mp_context=_SPAWN, initializer=worker.start, initargs=self._initargs
+            )
+            self._all.add(executor)
+        try:
+            executor.submit(os.getpid).result()  # the cold start, which Lambda does not count in Timeout
+        except BaseException:
+            self.discard(executor)
+            raise
+        return executor
+
+    def give_back(self, executor: ProcessPoolExecutor) -> None:
+        with self._changed:
+            if not self._closed:  # else close() has ended it
+                self._idle.append(executor)
+                self._changed.notify()
+
+    def discard(self, executor: ProcessPoolExecutor) -> None:
+        with self._changed:
+            if executor not in self._all:
+                return  # close() ended it (one thread only may shut an executor down)
+            self._all.remove(executor)
+            self._changed.notify()
+        _kill(executor)
+
+    def close(self) -> None:
+        """Kills every worker, idle or busy (their invocations fail); no more invocations."""
+        with self._changed:
+            self._closed = True
+            executors, self._idle, self._all = self._all, [], set()
+            self._changed.notify_all()
+        for executor in executors:
+            _kill(executor)
+
+
+def _max_concurrency() -> int:
+    return int(os.environ.get("LOCAL_MAX_CONCURRENCY", "4"))
 
 
 @dataclass
 class LambdaRuntime:
-    """Invokes functions of ``template`` in-process; handlers stay imported (a warm container)."""
+    """Invokes functions of ``template`` in their own worker processes; ``close()`` ends them."""
 
     template: Mapping[str, Any]
     aws_endpoint: str | None = None  # e.g. "http://127.0.0.1:4566"; None leaves AWS_ENDPOINT_URL alone
@@ -60,9 +140,12 @@ class LambdaRuntime:
     region: str = PSEUDO_DEFAULTS["region"]
     account_id: str = PSEUDO_DEFAULTS["account_id"]
     base_dir: Path = REPO_ROOT  # CodeUri/ContentUri are relative to the template's directory
-    _handlers: dict[str, Handler] = field(default_factory=dict, init=False, repr=False)
-    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    max_concurrency: int = field(default_factory=_max_concurrency)  # per function
+    stdout_to_stderr: bool = False  # the functions' stdout goes to stderr (`invoke` prints its result)
+    _workers: dict[str, _Workers] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _container_id: str = field(default_factory=lambda: uuid.uuid4().hex, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
 
     @property
     def names(self) -> dict[str, str]:
@@ -79,6 +162,16 @@ class LambdaRuntime:
 
     def function_arn(self, logical_id: str) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name(logical_id)}"
+
+    def concurrency(self, logical_id: str) -> int:
+        """How many invocations of the function may run at once."""
+        reserved = LocalNames(self.template, **self.names).resolve(
+            self.function(logical_id).properties.get("ReservedConcurrentExecutions")
+        )
+        if reserved is None or reserved is NO_VALUE:
+            return self.max_concurrency
+        # 0 would throttle every invocation in AWS; locally the function still runs, one at a time.
+        return max(1, min(int(reserved), self.max_concurrency))
 
     def environment(self, logical_id: str) -> dict[str, str]:
         """What os.environ holds while the function runs."""
@@ -112,22 +205,6 @@ class LambdaRuntime:
             env["AWS_ENDPOINT_URL"] = self.aws_endpoint
         return env
 
-    def handler(self, logical_id: str) -> Handler:
-        """Import the function's handler once (cold start) with its environment in place."""
-        with self._lock:
-            if logical_id not in self._handlers:
-                info = self.function(logical_id)
-                # Layer content sits at the layer directory's root locally (no python/ subfolder).
-                for directory in reversed((info.code_uri, *info.layers)):
-                    path = str((self.base_dir / directory).resolve())
-                    if path not in sys.path:
-                        sys.path.insert(0, path)
-                module_name, _, attribute = info.handler.replace("/", ".").rpartition(".")
-                with self._environment(logical_id):
-                    module = importlib.import_module(module_name)
-                self._handlers[logical_id] = getattr(module, attribute)
-            return self._handlers[logical_id]
-
     def context(self, logical_id: str, request_id: str | None = None) -> LambdaContext:
         info = self.function(logical_id)
         name = self.function_name(logical_id)
@@ -142,41 +219,56 @@ class LambdaRuntime:
             deadline_ms=int(time.time() * 1000) + info.timeout * 1000,
         )
 
+    def _workers_of(self, logical_id: str) -> _Workers:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the local stack is stopping")
+            if logical_id not in self._workers:
+                info = self.function(logical_id)
+                # Layer content sits at the layer directory's root locally (no python/ subfolder).
+                paths = [str((self.base_dir / d).resolve()) for d in (info.code_uri, *info.layers)]
+                initargs = (self.environment(logical_id), paths, info.handler, self.stdout_to_stderr)
+                self._workers[logical_id] = _Workers(self.concurrency(logical_id), initargs)
+            return self._workers[logical_id]
+
     def invoke(self, logical_id: str, event: Any, request_id: str | None = None) -> Any:
-        """Call the function with ``event``; its exceptions propagate to the caller.
+        """Call the function with ``event`` and return its (JSON) result; failures raise FunctionError.
 
         ``request_id`` keeps one id across the retries of an asynchronous invocation, as Lambda does.
         """
-        with self._lock:
-            handler = self.handler(logical_id)
-            context = self.context(logical_id, request_id)
-            started = time.monotonic()
-            with self._environment(logical_id):
-                result = handler(event, context)
-            elapsed = time.monotonic() - started
-            timeout = self.function(logical_id).timeout
-            if elapsed > timeout:
-                # Lambda would have killed it; say so rather than silently succeed.
-                print(
-                    f"WARNING {logical_id} took {elapsed:.1f}s, over its {timeout}s Timeout",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            return result
-
-    @contextmanager
-    def _environment(self, logical_id: str) -> Iterator[None]:
-        # Restored afterwards so that tests and other functions do not inherit it; key by key,
-        # because other threads (the servers) read os.environ meanwhile.
-        env = self.environment(logical_id)
-        saved = {key: os.environ.get(key) for key in (*env, "AWS_PROFILE")}
-        os.environ.pop("AWS_PROFILE", None)  # a profile missing locally would break boto3
-        os.environ.update(env)
+        workers = self._workers_of(logical_id)
+        executor = workers.take()
+        context = self.context(logical_id, request_id)
+        timeout = self.function(logical_id).timeout
         try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            error, result = executor.submit(worker.invoke, event, context).result(timeout=timeout)
+        except BaseException as failure:
+            workers.discard(executor)  # Lambda ends the environment; the next event starts a new one
+            if isinstance(failure, TimeoutError):
+                message = f"Task timed out after {timeout:.2f} seconds"
+                raise FunctionError.from_payload(_payload("Sandbox.Timedout", message, context)) from None
+            if isinstance(failure, BrokenProcessPool):
+                message = "Runtime exited without providing a reason"
+                raise FunctionError.from_payload(_payload("Runtime.ExitError", message, context)) from None
+            raise
+        workers.give_back(executor)
+        if error is not None:
+            raise FunctionError.from_payload(error)
+        return json.loads(result)
+
+    def close(self) -> None:
+        """End every worker process (a running invocation fails)."""
+        with self._lock:
+            self._closed = True
+            workers = list(self._workers.values())
+        for function_workers in workers:
+            function_workers.close()
+
+
+def _payload(error_type: str, message: str, context: LambdaContext) -> dict[str, Any]:
+    return {
+        "errorMessage": message,
+        "errorType": error_type,
+        "requestId": context.aws_request_id,
+        "stackTrace": [],
+    }

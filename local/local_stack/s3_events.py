@@ -3,11 +3,13 @@
 For every ``Type: S3`` event of a function, the bucket's notification configuration (in moto) sends
 the event's ``Events``, filtered by its ``S3Key`` rules, to one queue per function. A poller thread
 long-polls that queue and invokes the function asynchronously (``AsyncInvoker``: retries, on-failure
-destination) with ``{"Records": [...]}``, one invocation per message, as S3 invokes Lambda.
+destination) with ``{"Records": [...]}``, one invocation per message, as S3 invokes Lambda; the
+invocations run concurrently.
 
 Moto's records are completed to what S3 sends: the key keeps its slashes (moto's quote_plus encodes
-them), a ``sequencer`` orders the events of a key (moto has none), and the identity, request and
-owner fields are filled with local values.
+them), the identity, request and owner fields are filled with local values, and each record carries
+the ``versionId`` and ``sequencer`` the stack stamps on moto's events as the object is written (see
+``stack.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus, unquote_plus
@@ -33,6 +36,7 @@ from local_stack.template import (
 log = logging.getLogger("local_stack.events")
 
 POLL_SECONDS = 1  # long-poll wait: delivery within ~1 s of a PUT, and stop() within ~1 s
+_BATCH = 10  # SQS's maximum per receive
 _VISIBILITY_SECONDS = 3600  # longer than any invocation with its retries: no redelivery meanwhile
 _LOCAL_PRINCIPAL = "AWS:AIDALOCALSTACKUSER"
 _LOCAL_OWNER = "A1LOCALSTACKOWNER"
@@ -128,8 +132,7 @@ class Sequencer:
     """S3's ``sequencer``: orders the events of one key (equal-length hex strings compare as numbers).
 
     Nanoseconds since the epoch, bumped so that every value is greater than the previous one, as
-    fixed-width uppercase hex. Values are given when the poller receives an event, so the events of
-    one queue are ordered; one event delivered to two functions gets two (ordered) values.
+    fixed-width uppercase hex.
     """
 
     WIDTH = 18  # as long as S3's, e.g. "0055AED6DCD90281E5"
@@ -145,6 +148,9 @@ class Sequencer:
             return f"{self._last:0{self.WIDTH}X}"
 
 
+SEQUENCER = Sequencer()
+
+
 def s3_record(record: Mapping[str, Any], sequencer: Sequencer) -> dict[str, Any]:
     """Moto's S3 event record completed to the shape and encoding S3 sends to Lambda."""
     s3 = record["s3"]
@@ -156,7 +162,7 @@ def s3_record(record: Mapping[str, Any], sequencer: Sequencer) -> dict[str, Any]
         obj.update({k: source[k] for k in ("size", "eTag") if k in source})
     if "versionId" in source:
         obj["versionId"] = source["versionId"]
-    obj["sequencer"] = sequencer.next()  # moto's is missing (or a constant)
+    obj["sequencer"] = source.get("sequencer") or sequencer.next()  # stamped when written, normally
     bucket = s3["bucket"]
     return {
         "eventVersion": record.get("eventVersion", "2.1"),
@@ -216,31 +222,40 @@ class S3EventPoller:
             log.debug("could not wake the poller of %s", self.function_id, exc_info=True)
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                messages = self.sqs.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=10,
-                    WaitTimeSeconds=POLL_SECONDS,
-                    VisibilityTimeout=_VISIBILITY_SECONDS,
-                ).get("Messages", [])
-            except Exception:
-                if self.stopping.is_set():
-                    return
-                log.exception("polling %s failed", self.queue_url)
-                self.stopping.wait(POLL_SECONDS)
-                continue
-            for message in messages:
-                if self.stopping.is_set():
-                    return
+        # Each event is an invocation of its own, as in Lambda: they run at once, up to the function's
+        # concurrency (the runtime has the others wait for a free worker).
+        events = ThreadPoolExecutor(_BATCH, thread_name_prefix=f"s3-event-{self.function_id}")
+        try:
+            while not self.stopping.is_set():
                 try:
-                    self.handle(message["Body"])
-                except Exception:  # a malformed notification must not end the poller
-                    log.exception("%s: could not handle %.200s", self.function_id, message["Body"])
-                try:
-                    self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+                    messages = self.sqs.receive_message(
+                        QueueUrl=self.queue_url,
+                        MaxNumberOfMessages=_BATCH,
+                        WaitTimeSeconds=POLL_SECONDS,
+                        VisibilityTimeout=_VISIBILITY_SECONDS,
+                    ).get("Messages", [])
                 except Exception:
-                    log.exception("%s: could not delete a message", self.function_id)
+                    if self.stopping.is_set():
+                        return
+                    log.exception("polling %s failed", self.queue_url)
+                    self.stopping.wait(POLL_SECONDS)
+                    continue
+                for message in messages:
+                    events.submit(self._deliver, message)
+        finally:
+            events.shutdown(cancel_futures=True)
+
+    def _deliver(self, message: Mapping[str, Any]) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            self.handle(message["Body"])
+        except Exception:  # a malformed notification must not end the poller
+            log.exception("%s: could not handle %.200s", self.function_id, message["Body"])
+        try:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        except Exception:
+            log.exception("%s: could not delete a message", self.function_id)
 
     def handle(self, body: str) -> None:
         try:

@@ -17,9 +17,9 @@ from local_stack.api_gateway import ApiServer, HttpApi
 from local_stack.async_invoke import AsyncInvoker
 from local_stack.lambda_runtime import LambdaRuntime
 from local_stack.s3_events import (
+    SEQUENCER,
     S3EventPoller,
     S3Subscription,
-    Sequencer,
     connect_s3_notifications,
     s3_subscriptions,
 )
@@ -53,6 +53,52 @@ def _keep_internal_calls_out_of_moto_recordings() -> None:
 
     recorder._record_request = record_unless_internal  # type: ignore[method-assign]
     recorder._local_stack_filter = True  # type: ignore[attr-defined]
+
+
+def _stamp_s3_events_when_written() -> None:
+    """Moto's S3 event records get S3's versionId (versioned buckets) and sequencer.
+
+    Both are given when moto creates the event, as the object is written, so that sequencers follow
+    the order of the writes, not the order in which a poller happens to receive the events.
+    """
+    from moto.s3 import notifications
+
+    if getattr(notifications, "_local_stack_stamp", False):
+        return
+    make_event = notifications._get_s3_event
+
+    def stamped_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        event = make_event(event_name, bucket, key, notification_id)
+        for record in event["Records"]:
+            obj = record["s3"]["object"]
+            if bucket.is_versioned:
+                obj["versionId"] = key.version_id
+            obj["sequencer"] = SEQUENCER.next()  # one per process, like moto's state
+        return event
+
+    notifications._get_s3_event = stamped_event
+    notifications._local_stack_stamp = True  # type: ignore[attr-defined]
+
+
+def _make_dynamodb_writes_atomic() -> None:
+    """DynamoDB checks a write's condition and applies it atomically; moto, serving requests in
+    threads, checks then writes. Concurrent functions (the API and the S3 trigger) need AWS's rule."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    if getattr(DynamoDBBackend, "_local_stack_atomic", False):
+        return
+    lock = threading.RLock()
+
+    def atomic(method: Any) -> Any:
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return method(*args, **kwargs)
+
+        return locked
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        setattr(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
+    DynamoDBBackend._local_stack_atomic = True  # type: ignore[attr-defined]
 
 
 def _client_host(host: str) -> str:
@@ -108,7 +154,6 @@ class LocalStack:
         self.schedule_period = schedule_period
         self.s3_subscriptions: list[S3Subscription] = []
         self.schedules: list[ScheduleSubscription] = []
-        self.sequencer = Sequencer()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pollers: list[S3EventPoller] = []
@@ -138,6 +183,8 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         _keep_internal_calls_out_of_moto_recordings()
+        _stamp_s3_events_when_written()
+        _make_dynamodb_writes_atomic()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self._aws_port, verbose=False)
         self._moto.start()
         self._aws_port = self._moto.get_host_and_port()[1]  # the real one when port 0 was asked
@@ -172,7 +219,7 @@ class LocalStack:
             self.s3_subscriptions, self.client("s3", internal=True), sqs, self.names["stack_name"]
         )
         for function_id, queue_url in queues.items():
-            poller = S3EventPoller(function_id, queue_url, sqs, invoker, self.sequencer, self._stopping)
+            poller = S3EventPoller(function_id, queue_url, sqs, invoker, SEQUENCER, self._stopping)
             self._threads.append(poller.start())
             self._pollers.append(poller)
         self.schedules = schedule_subscriptions(self.template, **self.names)
@@ -182,18 +229,20 @@ class LocalStack:
                 self._threads.append(thread)
 
     def invoke(self, logical_id: str, event: Any) -> Any:
-        """Run a function of the template in this process, pointed at the local AWS endpoint."""
+        """Run a function of the template (in its worker), pointed at the local AWS endpoint."""
         if self.runtime is None:
             raise RuntimeError("start() the stack first")
         return self.runtime.invoke(logical_id, event)
 
     def stop(self) -> None:
-        # Triggers first: they call moto. A woken poller returns at once; a function still running
-        # is not waited for long (the threads are daemons).
+        # Triggers first: they call moto. A woken poller returns at once; the functions' workers are
+        # ended, so that no thread waits for a running invocation.
         self._stopping.set()
         for poller in self._pollers:
             poller.wake()
         self._pollers = []
+        if self.runtime:
+            self.runtime.close()
         deadline = time.monotonic() + 5
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))

@@ -34,7 +34,7 @@ from local_stack.schedules import (
     schedule_subscriptions,
     scheduled_event,
 )
-from local_stack.stack import LocalStack
+from local_stack.stack import LocalStack, _stamp_s3_events_when_written
 from local_stack.template import LocalNames, create_resources, load_template, resolve
 
 ROOT = Path(__file__).parents[2]
@@ -237,8 +237,11 @@ def test_sequencers_strictly_increase_with_a_fixed_width_even_if_the_clock_stall
     assert abs(int(first, 16) - time.time_ns()) < 10**9  # nanoseconds since the epoch
 
 
-def moto_record(key: str, event_name: str = "ObjectCreated:Put") -> dict:
-    """A record as moto 5 writes it to SQS (no sequencer, identity or request fields; '/' encoded)."""
+def moto_record(key: str, event_name: str = "ObjectCreated:Put", **stamped: str) -> dict:
+    """A record as moto 5 writes it to SQS (no identity or request fields; '/' encoded).
+
+    ``stamped``: the versionId and sequencer the stack adds to moto's events.
+    """
     return {
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
@@ -249,13 +252,14 @@ def moto_record(key: str, event_name: str = "ObjectCreated:Put") -> dict:
             "s3SchemaVersion": "1.0",
             "configurationId": "FnUploads",
             "bucket": {"name": "b", "arn": "arn:aws:s3:::b"},
-            "object": {"key": key, "size": 3, "eTag": "900150983cd24fb0d6963f7d28e17f72"},
+            "object": {"key": key, "size": 3, "eTag": "900150983cd24fb0d6963f7d28e17f72", **stamped},
         },
     }
 
 
 def test_moto_records_are_completed_to_what_s3_sends():
-    record = s3_record(moto_record("datasets%2F1%2Fvoiture+%C3%A9t%C3%A9+%281%29.jpg"), Sequencer())
+    key = "datasets%2F1%2Fvoiture+%C3%A9t%C3%A9+%281%29.jpg"
+    record = s3_record(moto_record(key, versionId="v1", sequencer="0066F1A2B3C4D5E6F7"), Sequencer())
     sample = json.loads((EVENTS / "s3" / "object_created.json").read_text())["Records"][0]
     assert list(record) == list(sample)
     assert list(record["s3"]) == list(sample["s3"])
@@ -264,9 +268,15 @@ def test_moto_records_are_completed_to_what_s3_sends():
     obj = record["s3"]["object"]
     assert obj["key"] == "datasets/1/voiture+%C3%A9t%C3%A9+%281%29.jpg"  # S3 keeps the slashes
     assert (obj["size"], obj["eTag"]) == (3, "900150983cd24fb0d6963f7d28e17f72")
-    assert len(obj["sequencer"]) == Sequencer.WIDTH
+    assert (obj["versionId"], obj["sequencer"]) == ("v1", "0066F1A2B3C4D5E6F7")  # kept as stamped
     assert record["eventTime"] == "2026-11-26T10:00:02.123Z"
     assert record["s3"]["configurationId"] == "FnUploads"
+
+
+def test_records_without_a_stamped_sequencer_get_one():
+    record = s3_record(moto_record("a.jpg"), Sequencer(clock=lambda: 255))
+    assert record["s3"]["object"]["sequencer"] == "0000000000000000FF"
+    assert "versionId" not in record["s3"]["object"]  # an unversioned bucket's events have none
 
 
 def test_deletion_records_have_no_size_or_etag():
@@ -364,6 +374,19 @@ STUB = """
             raise RuntimeError("the first tick fails")
 
 
+    def meet(event, context):
+        # Waits for another invocation (deadline 10 s): S3 events run concurrently.
+        arrivals = os.path.join(os.environ["OUT_DIR"], "arrivals")
+        os.makedirs(arrivals, exist_ok=True)
+        open(os.path.join(arrivals, context.aws_request_id), "w").close()
+        deadline = time.monotonic() + 10
+        while len(os.listdir(arrivals)) < 2:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no other invocation came")
+            time.sleep(0.01)
+        _append("meet.jsonl", {"key": event["Records"][0]["s3"]["object"]["key"]})
+
+
     def describe(event, context):
         print("printed by the function")
         buckets = [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
@@ -386,21 +409,21 @@ def stub_template(module: str, out_dir: Path) -> dict:
             },
         }
 
+    def on_failure(retries: int) -> dict:
+        failures = {"Type": "SQS", "Destination": {"Fn::GetAtt": ["Failures", "Arn"]}}
+        return {"MaximumRetryAttempts": retries, "DestinationConfig": {"OnFailure": failures}}
+
     return {
         "Globals": {"Function": {"Timeout": 10, "Environment": {"Variables": {"OUT_DIR": str(out_dir)}}}},
         "Resources": {
-            "Bucket": {"Type": "AWS::S3::Bucket"},
+            "Bucket": {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {"VersioningConfiguration": {"Status": "Enabled"}},
+            },
             "Failures": {"Type": "AWS::SQS::Queue"},
-            "Recorder": function("record", {"Uploads": s3_event("in/")}),
+            "Recorder": function("record", {"Uploads": s3_event("in/")}, EventInvokeConfig=on_failure(2)),
             "Failing": function(
-                "always_fail",
-                {"Uploads": s3_event("fail/")},
-                EventInvokeConfig={
-                    "MaximumRetryAttempts": 1,
-                    "DestinationConfig": {
-                        "OnFailure": {"Type": "SQS", "Destination": {"Fn::GetAtt": ["Failures", "Arn"]}}
-                    },
-                },
+                "always_fail", {"Uploads": s3_event("fail/")}, EventInvokeConfig=on_failure(1)
             ),
             "Ticker": function(
                 "tick",
@@ -408,6 +431,9 @@ def stub_template(module: str, out_dir: Path) -> dict:
                 EventInvokeConfig={"MaximumRetryAttempts": 0},
             ),
             "Describer": function("describe"),
+            "Meeter": function(
+                "meet", {"Uploads": s3_event("meet/")}, EventInvokeConfig={"MaximumRetryAttempts": 0}
+            ),
         },
     }
 
@@ -428,9 +454,8 @@ class Stub:
 
 
 @pytest.fixture
-def stub_stack(tmp_path, monkeypatch) -> Iterator[Callable[..., Stub]]:
+def stub_stack(tmp_path) -> Iterator[Callable[..., Stub]]:
     """Starts a LocalStack of the stub template (own stack name, so moto's shared state never clashes)."""
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the runtime puts code dirs on sys.path
     module = f"stub_events_{uuid.uuid4().hex}"
     (tmp_path / "fn").mkdir()
     (tmp_path / "fn" / f"{module}.py").write_text(textwrap.dedent(STUB))
@@ -466,8 +491,8 @@ def test_a_put_invokes_the_function_with_the_s3_event_within_a_second(stub_stack
     key = "in/voiture été 1.jpg"
     put_at = time.time()
     etag = stub.s3.put_object(Bucket=stub.bucket, Key=key, Body=b"abc")["ETag"]
-    (call,) = wait_for(lambda: stub.calls("record"), timeout=3)
-    assert call["time"] - put_at < 1.0
+    (call,) = wait_for(lambda: stub.calls("record"), timeout=5)
+    assert call["time"] - put_at < 2.0  # a cold start included: a new worker process imports boto3
     (record,) = call["event"]["Records"]
     assert record["eventName"] == "ObjectCreated:Put"
     assert record["s3"]["bucket"]["name"] == stub.bucket
@@ -480,11 +505,66 @@ def test_a_put_invokes_the_function_with_the_s3_event_within_a_second(stub_stack
         put_at, abs=2
     )
 
+    put_at = time.time()
     stub.s3.put_object(Bucket=stub.bucket, Key=key, Body=b"abc")  # the same bytes again
     first, second = wait_for(lambda: len(calls := stub.calls("record")) == 2 and calls, timeout=3)
+    assert second["time"] - put_at < 1.0  # warm
     assert second["event"]["Records"][0]["s3"]["object"]["key"] == obj["key"]
-    assert second["event"]["Records"][0]["s3"]["object"]["sequencer"] > obj["sequencer"]
     assert first["request_id"] != second["request_id"]
+    # The versioned bucket's events name their versions; sequencers follow the order of the writes.
+    versions = stub.s3.list_object_versions(Bucket=stub.bucket, Prefix="in/")["Versions"]
+    (older,) = [v["VersionId"] for v in versions if not v["IsLatest"]]
+    (latest,) = [v["VersionId"] for v in versions if v["IsLatest"]]
+    sequencers = {
+        c["event"]["Records"][0]["s3"]["object"]["versionId"]: c["event"]["Records"][0]["s3"]["object"][
+            "sequencer"
+        ]
+        for c in (first, second)
+    }
+    assert set(sequencers) == {older, latest}
+    assert sequencers[older] < sequencers[latest]
+
+
+def test_s3_events_are_stamped_with_the_version_and_a_sequencer_when_the_object_is_written(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    _stamp_s3_events_when_written()
+    with mock_aws():
+        s3, sqs = (boto3.client(service, region_name="us-east-1") for service in ("s3", "sqs"))
+        queue_url = sqs.create_queue(QueueName="events")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+        for bucket in ("versioned", "plain"):
+            s3.create_bucket(Bucket=bucket)
+            s3.put_bucket_notification_configuration(
+                Bucket=bucket,
+                NotificationConfiguration={
+                    "QueueConfigurations": [
+                        {"QueueArn": queue_arn["QueueArn"], "Events": ["s3:ObjectCreated:*"]}
+                    ]
+                },
+            )
+        s3.put_bucket_versioning(Bucket="versioned", VersioningConfiguration={"Status": "Enabled"})
+        written = [
+            s3.put_object(Bucket=bucket, Key="k", Body=b"x") for bucket in ("versioned", "versioned", "plain")
+        ]
+        objects = []
+        while len(objects) < 3:
+            for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]:
+                body = json.loads(message["Body"])
+                objects.extend(r["s3"]["object"] for r in body.get("Records", []))  # not S3's TestEvent
+    objects.sort(key=lambda o: o["sequencer"])  # the order of the writes
+    assert [o.get("versionId") for o in objects] == [written[0]["VersionId"], written[1]["VersionId"], None]
+    assert all(len(o["sequencer"]) == Sequencer.WIDTH for o in objects)
+
+
+def test_s3_events_invoke_their_function_concurrently(stub_stack):
+    stub = stub_stack()
+    stub.s3.put_object(Bucket=stub.bucket, Key="meet/a.jpg", Body=b"a")
+    wait_for(lambda: (stub.out_dir / "arrivals").exists(), timeout=5)  # the first one runs, and waits
+    stub.s3.put_object(Bucket=stub.bucket, Key="meet/b.jpg", Body=b"b")
+    calls = wait_for(lambda: len(calls := stub.calls("meet")) == 2 and calls, timeout=10)
+    assert sorted(c["key"] for c in calls) == ["meet/a.jpg", "meet/b.jpg"]
 
 
 def test_a_failing_function_is_retried_then_its_event_goes_to_the_on_failure_queue(stub_stack, caplog):
@@ -519,10 +599,12 @@ def test_a_failing_function_is_retried_then_its_event_goes_to_the_on_failure_que
 def test_schedules_run_every_period_with_a_scheduled_event_and_survive_errors(stub_stack):
     period = 0.3
     stub = stub_stack(schedule_period=period)
-    first, second = wait_for(lambda: len(ticks := stub.calls("tick")) >= 2 and ticks[:2], timeout=5)
+    first, second, third = wait_for(lambda: len(ticks := stub.calls("tick")) >= 3 and ticks[:3], timeout=8)
     assert first["time"] - stub.started >= period * 0.9  # not at start: one period later, like EventBridge
-    # The first one raised; the next comes a period later (a busy machine may delay it, never advance it).
-    assert period * 0.9 <= second["time"] - first["time"] < period * 4
+    # The first one raised, and the next ones still come. The first run's cold start (a new worker
+    # process) may delay it past the second's time; then runs are a period apart (a busy machine may
+    # delay one, never advance it).
+    assert period * 0.9 <= third["time"] - second["time"] < period * 4
     event = second["event"]
     assert (event["detail-type"], event["source"], event["detail"]) == ("Scheduled Event", "aws.events", {})
     stack_name = stub.stack.names["stack_name"]
@@ -633,3 +715,65 @@ def test_invoke_exits_1_with_the_traceback_when_the_function_raises(stub_stack, 
     assert "Failing raised ValueError: boom" in captured.err
     assert "Traceback" in captured.err
     assert captured.out == ""
+
+
+# --- `python -m local_stack replay-failures` -------------------------------------------------------
+
+
+def failure_record(key: str) -> str:
+    """An OnFailure invocation record as the stack sends it, abridged."""
+    event = {"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": key}}}]}
+    return json.dumps({"requestContext": {"condition": "RetriesExhausted"}, "requestPayload": event})
+
+
+@pytest.fixture
+def failures(stub_stack) -> Callable[..., tuple[list[str], int]]:
+    """Puts messages in the stub's OnFailure queue, then runs `replay-failures` with the given options;
+    returns the bodies left in the queue and the exit status."""
+    stub = stub_stack()
+    queue_url = stub.sqs.get_queue_url(QueueName=stub.stack.resources["Failures"])["QueueUrl"]
+
+    def replay(bodies: list[str], *options: str) -> tuple[list[str], int]:
+        for body in bodies:
+            stub.sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+        stack = ["--template", str(stub.template_path), "--stack-name", stub.stack.names["stack_name"]]
+        status = main(["replay-failures", *stack, "--aws-port", str(stub.stack._aws_port), *options])
+        left = stub.sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0)
+        return sorted(m["Body"] for m in left.get("Messages", [])), status
+
+    replay.stub = stub  # type: ignore[attr-defined]
+    return replay
+
+
+def test_replay_failures_invokes_each_event_again_and_deletes_its_message(failures, capsys):
+    assert failures([failure_record("in/a.jpg"), failure_record("in/b.jpg")], "--function", "Recorder") == (
+        [],
+        0,
+    )
+    calls = failures.stub.calls("record")
+    keys = sorted(c["event"]["Records"][0]["s3"]["object"]["key"] for c in calls)
+    assert keys == ["in/a.jpg", "in/b.jpg"]
+    out = capsys.readouterr().out
+    assert 'replayed s3://b/in/a.jpg: {"ok": true}' in out
+    assert "2 replayed, 0 failed, 0 malformed (kept)" in out
+
+
+def test_replay_failures_keeps_the_messages_of_failed_and_malformed_events(failures, capsys):
+    bodies = [failure_record("fail/a.jpg"), "not a record"]
+    assert failures(bodies, "--function", "Failing") == (sorted(bodies), 1)
+    assert len(failures.stub.calls("fail")) == 1  # replayed once, synchronously: no retries
+    out = capsys.readouterr().out
+    assert "not replayed s3://b/fail/a.jpg: ValueError: boom" in out
+    assert "malformed message" in out
+
+
+def test_replay_failures_dry_run_changes_nothing(failures, capsys):
+    bodies = [failure_record("in/a.jpg")]
+    assert failures(bodies, "--function", "Recorder", "--dry-run") == (bodies, 0)
+    assert failures.stub.calls("record") == []
+    assert "would replay s3://b/in/a.jpg" in capsys.readouterr().out
+
+
+def test_replay_failures_needs_a_function_with_an_sqs_on_failure_destination(failures, capsys):
+    assert failures([], "--function", "Describer") == ([], 2)
+    assert "Describer has no SQS OnFailure destination" in capsys.readouterr().err

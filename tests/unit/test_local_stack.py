@@ -3,7 +3,7 @@
 import base64
 import http.client
 import json
-import sys
+import os
 import textwrap
 import uuid
 from datetime import UTC, datetime
@@ -602,9 +602,8 @@ def test_chunked_request_bodies_are_read(server):
 
 
 @pytest.fixture
-def stub_function(tmp_path, monkeypatch):
+def stub_function(tmp_path):
     """A template whose function and layer are tiny modules written into tmp_path."""
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the runtime puts code dirs on sys.path
     module = f"stub_{uuid.uuid4().hex}"
     layer_pkg = f"stublayer_{uuid.uuid4().hex}"
     (tmp_path / "fn").mkdir()
@@ -624,6 +623,7 @@ def stub_function(tmp_path, monkeypatch):
                 if event.get("list_tables"):
                     return boto3.client("dynamodb").list_tables()["TableNames"]
                 return {{
+                    "pid": os.getpid(),
                     "imports": len(IMPORTS),
                     "layer": {layer_pkg}.VALUE,
                     "table": os.environ["TABLE"],
@@ -669,17 +669,21 @@ def test_runtime_invokes_with_environment_context_and_a_warm_handler(stub_functi
     template, base_dir = stub_function
     monkeypatch.delenv("TABLE", raising=False)
     runtime = LambdaRuntime(template, aws_endpoint="http://127.0.0.1:1", base_dir=base_dir)
-    first = runtime.invoke("Fn", {"n": 1})
-    second = runtime.invoke("Fn", {"n": 2})
+    try:
+        first = runtime.invoke("Fn", {"n": 1})
+        second = runtime.invoke("Fn", {"n": 2})
+    finally:
+        runtime.close()
+    assert first["pid"] != os.getpid()  # in a worker process of its own
     assert first["layer"] == "from layer"
     assert first["table"] == "local-Table"
     assert first["endpoint"] == "http://127.0.0.1:1"
     assert first["function_name"] == "Fn"
     assert 0 < first["remaining"] <= 10_000
-    assert second["imports"] == 1  # imported once, like a warm container
+    assert (second["imports"], second["pid"]) == (1, first["pid"])  # imported once: a warm container
     assert first["request_id"] != second["request_id"]
     assert second["event"] == {"n": 2}
-    assert "TABLE" not in __import__("os").environ  # the function's environment does not leak
+    assert "TABLE" not in os.environ  # the function's environment does not leak
 
 
 def test_local_stack_serves_the_template_end_to_end(stub_function):
