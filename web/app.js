@@ -333,7 +333,7 @@
       }
       return;
     }
-    // Confirm-upload may mark it uploaded before the trigger has read it: the verdict has the size.
+    // Only the S3 trigger's verdict makes an image `uploaded` (with its size) or `error`.
     if (image.status === "error") {
       watching.delete(item);
       const reason = image.error_reason || {};
@@ -344,7 +344,7 @@
       showPreview(item);
     } else if (Date.now() - item.since > VERDICT_TIMEOUT_MS) {
       watching.delete(item);
-      setState(item, image.status === "uploaded" ? "uploaded" : "failed", `${image.status}, not checked yet`);
+      setState(item, "failed", `${image.status}, not verified yet`);
     }
   }
 

@@ -231,8 +231,8 @@ class Uploader:
     def _verdicts(self, sent: list[_Slot]) -> list[Outcome]:
         """Waits for the S3 trigger to judge the batch, then confirms it.
 
-        Confirm only checks that the objects exist and would mark an uninspected image
-        `uploaded`: waiting first lets the summary tell what the trigger decided.
+        Only the trigger's verdict makes an image `uploaded` (confirm marks absent objects `error`
+        and counts the verified ones): waiting first lets the summary tell what it decided.
         """
         self._phase("checking")
         ids = {s.image_id for s in sent}
@@ -258,6 +258,9 @@ class Uploader:
                 "message": "the stored object is missing or differs from the declaration",
             }
             return Outcome(slot.file, "rejected", slot.image_id, f"{reason['code']}: {reason['message']}")
-        # Still unjudged by the trigger when the wait ended; confirm found the object.
-        status = "unverified" if image["status"] == "uploaded" else "failed"
-        return Outcome(slot.file, status, slot.image_id, "stored; the S3 trigger had not inspected it yet")
+        if image["status"] == "uploaded":  # verified just after the wait ended
+            return Outcome(slot.file, "uploaded", slot.image_id)
+        # Still `uploading`: stored, not verified yet (a later run or `ls` shows the verdict).
+        return Outcome(
+            slot.file, "unverified", slot.image_id, "stored; the S3 trigger had not inspected it yet"
+        )

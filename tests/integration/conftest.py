@@ -52,6 +52,18 @@ class Stack:
 
         return function_environment(load_template(), "ApiFunction")["IMAGES_BUCKET"]
 
+    def table(self) -> str:
+        from local_stack.template import function_environment, load_template
+
+        return function_environment(load_template(), "ApiFunction")["IMAGES_TABLE"]
+
+    def check_invariants(self, datasets, kept_uploaded=()) -> list[dict]:
+        """tests/invariants.py over these datasets' records and objects on the running stack."""
+        from tests import invariants
+
+        s3, dynamodb = self.client("s3"), self.client("dynamodb")
+        return invariants.check(s3, self.bucket(), dynamodb, self.table(), kept_uploaded, datasets)
+
     def url(self, path: str) -> str:
         return self.api + path
 

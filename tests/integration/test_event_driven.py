@@ -105,12 +105,13 @@ def test_invoking_the_cleanup_removes_exactly_the_stale_uploads(stack, tmp_path)
     event = json.loads((ROOT / "events/schedule/scheduled_event.json").read_text())
     now = datetime.now(UTC)
 
-    event["time"] = (now + timedelta(hours=23)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Their URLs die 1 h after now; the cleanup waits 24 h more.
+    event["time"] = (now + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%SZ")
     early = run_invoke(stack, event, tmp_path)
     assert early.returncode == 0, early.stderr
     assert len(stack.http.get(stack.url(f"/datasets/{dataset}/images")).json()) == 4
 
-    event["time"] = (now + timedelta(hours=25)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event["time"] = (now + timedelta(hours=25, minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     late = run_invoke(stack, event, tmp_path)
     assert late.returncode == 0, late.stderr
     assert json.loads(late.stdout)["removed"] >= 3

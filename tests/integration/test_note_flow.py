@@ -42,6 +42,7 @@ def test_prepare_put_confirm_list_download_patch_delete(stack, tmp_path):
         "message": "Successfully confirmed 1 uploads",
         "updated_count": 1,
         "total_requested": 2,
+        "pending_count": 0,  # confirm waited for the S3 trigger's verdict
     }
 
     listed = stack.http.get(stack.url(f"/datasets/{dataset}/images")).json()
@@ -102,10 +103,12 @@ def test_the_notes_curl_walkthrough_works_unchanged(stack, tmp_path):
             "-d", json.dumps({"image_ids": [ticket["image_id"]]}),
         )
     )  # fmt: skip
+    # The note's fields and message, and one addition.
     assert confirmed == {
         "message": "Successfully confirmed 1 uploads",
         "updated_count": 1,
         "total_requested": 1,
+        "pending_count": 0,
     }
 
 
@@ -146,7 +149,7 @@ def test_prepare_of_1000_files_makes_41_dynamodb_calls_and_no_s3_call(stack):
     assert recording.calls == [("dynamodb", "UpdateItem"), ("dynamodb", "BatchWriteItem")]
 
 
-def test_confirm_heads_each_object_once(stack):
+def test_confirm_heads_only_what_the_trigger_has_not_verified(stack):
     dataset = stack.dataset()
     photo = sample_images.jpeg()
     files = [
@@ -155,14 +158,17 @@ def test_confirm_heads_each_object_once(stack):
     uploads = prepare(stack, dataset, files).json()["uploads"]
     for ticket in uploads[:3]:
         stack.http.put(ticket["upload_url"], data=photo, headers={"Content-Type": "image/jpeg"})
+    ids = [u["image_id"] for u in uploads]
+    reply = stack.http.post(stack.url(f"/datasets/{dataset}/images/confirm-upload"), json={"image_ids": ids})
+    assert (reply.json()["updated_count"], reply.json()["pending_count"]) == (3, 0)
+
     with stack.record_aws_calls() as recording:
-        reply = stack.http.post(
-            stack.url(f"/datasets/{dataset}/images/confirm-upload"),
-            json={"image_ids": [u["image_id"] for u in uploads]},
+        again = stack.http.post(
+            stack.url(f"/datasets/{dataset}/images/confirm-upload"), json={"image_ids": ids}
         )
-    assert reply.json()["updated_count"] == 3
-    assert recording.calls.count(("s3", "HEAD")) == 5
-    assert ("dynamodb", "Scan") not in recording.calls
+    assert again.json()["updated_count"] == 3
+    # 3 verified: no HEAD; 2 never sent: one HEAD each (still absent), already `error`.
+    assert sorted(recording.calls) == sorted([("dynamodb", "BatchGetItem")] + [("s3", "HEAD")] * 2)
 
 
 def test_bucket_cors_lets_a_localhost_page_put_and_read_etag(stack):

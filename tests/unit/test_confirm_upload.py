@@ -123,6 +123,20 @@ def test_confirm_waits_for_the_verdict_of_an_object_present_but_not_judged(
     assert status_of(api, ticket)["status"] == status
 
 
+def test_confirm_waits_for_the_verdict_on_a_retry_after_a_rejection(api, processor, confirm_in_background):
+    good = sample_images.jpeg()
+    ticket = prepare(api, good)
+    processor.deliver(processor.put(ticket["s3_key"], sample_images.HTML[: len(good)].ljust(len(good))))
+    assert status_of(api, ticket)["status"] == "error"
+    retry = processor.put(ticket["s3_key"], good)  # through the same URL
+
+    thread, result = confirm_in_background([ticket["image_id"]])
+    processor.deliver(retry)
+    thread.join(15)
+
+    assert (result["reply"].json["updated_count"], result["reply"].json["pending_count"]) == (1, 0)
+
+
 def test_what_is_still_unjudged_at_the_deadline_stays_uploading_and_is_pending(api, processor, monkeypatch):
     monkeypatch.setenv("CONFIRM_WAIT_SECONDS", "0.3")
     from uploads_core.settings import get_settings

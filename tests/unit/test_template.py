@@ -57,3 +57,24 @@ def test_roles_allow_no_wildcard_action_and_the_api_cannot_delete_the_table(temp
 
 def resource_managed_policies(template, role: str) -> list:
     return template["Resources"][role]["Properties"].get("ManagedPolicyArns", [])
+
+
+def test_failed_events_errors_and_throttles_have_alarms(template):
+    alarms = [
+        r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    watched = {(a["Namespace"], a["MetricName"], str(a["Dimensions"][0]["Value"])) for a in alarms}
+    assert (
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        "{'Fn::GetAtt': ['ProcessUploadFailures', 'QueueName']}",
+    ) in watched
+    for function in ("ApiFunction", "ProcessUploadFunction", "CleanupFunction"):
+        for metric in ("Errors", "Throttles"):
+            assert ("AWS/Lambda", metric, f"{{'Ref': '{function}'}}") in watched
+
+
+def test_the_images_bucket_is_always_versioned(template):
+    # Every deletion names an object version: without versioning a later PUT would replace verified bytes.
+    bucket = template["Resources"]["ImagesBucket"]["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}

@@ -28,8 +28,9 @@ def _find_record(key: str) -> Image | None:
         # before deleting its object as an orphan.
         time.sleep(get_settings().orphan_recheck_seconds)
         image = images_table.find_by_key(key)
-    # The index only finds the id; decisions are taken on the record as it is now.
-    return images_table.get(image.id, consistent=True) if image is not None else None
+    # The index may lag the table, never lead it: a decision taken on a lagging copy (orphan, judged
+    # already, final, older) holds for the record as it is now too.
+    return image
 
 
 def process_object(obj: UploadedObject) -> Outcome:
