@@ -18,6 +18,7 @@ from local_stack.template import create_resources, function_environment, load_te
 from tests import sample_images
 
 EVENTS = Path(__file__).parents[2] / "events"
+OPEN = {"AuthMode": "open"}
 
 
 @dataclass
@@ -61,7 +62,8 @@ def aws(template, monkeypatch):
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         names = create_resources(template, boto3.client("dynamodb"), boto3.client("s3"))
-        for name, value in function_environment(template, "ApiFunction").items():
+        # The note's open API; the `auth` fixture switches to AuthMode=jwt.
+        for name, value in function_environment(template, "ApiFunction", parameters=OPEN).items():
             monkeypatch.setenv(name, value)
         # No S3 trigger runs by itself here: confirm-upload does not wait for one unless a test says so.
         monkeypatch.setenv("CONFIRM_WAIT_SECONDS", "0")
@@ -99,12 +101,17 @@ def load_event(name: str) -> dict:
 
 
 class Api:
-    """Calls the real lambda_handler with the sample events of events/api, adjusted per test."""
+    """Calls the real lambda_handler with the sample events of events/api, adjusted per test.
 
-    def __init__(self) -> None:
+    `sub`: the caller, as API Gateway's JWT authorizer passes it (claims of a verified token); None:
+    no authorizer ran (AuthMode=open).
+    """
+
+    def __init__(self, sub: str | None = None) -> None:
         from images_api.handler import lambda_handler
 
         self._handler = lambda_handler
+        self.sub = sub
 
     def call(
         self,
@@ -118,6 +125,12 @@ class Api:
     ) -> "Reply":
         event = copy.deepcopy(load_event(event_name))
         event["requestContext"]["requestId"] = str(uuid.uuid4())
+        if self.sub is None:
+            event["requestContext"].pop("authorizer", None)
+            event["headers"].pop("authorization", None)
+        else:
+            claims = {"sub": self.sub, "iss": "https://issuer.example", "aud": "image-uploads"}
+            event["requestContext"]["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
         if path is not None:
             event["rawPath"] = event["requestContext"]["http"]["path"] = path
         if path_params is not None:
@@ -282,3 +295,12 @@ def invariants(aws, s3, bucket):
         return checks.check(s3, bucket, boto3.client("dynamodb"), aws["ImagesTable"], kept_uploaded)
 
     return check
+
+
+@pytest.fixture
+def auth(aws, template, monkeypatch):
+    """AuthMode=jwt: `auth("alice")` is an Api whose calls carry alice's verified token."""
+    monkeypatch.setenv("AUTH_MODE", "jwt")
+    _clear_caches()
+    return Api
+

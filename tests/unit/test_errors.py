@@ -90,6 +90,11 @@ def test_openapi_document_lists_every_route_with_its_schemas(api):
         ("GET", "/images/{image_id}/download-url"),
         ("PATCH", "/images/{image_id}"),
         ("DELETE", "/images/{image_id}"),
+        ("GET", "/datasets"),
+        ("PUT", "/datasets/{dataset_id}"),
+        ("GET", "/datasets/{dataset_id}/members"),
+        ("PUT", "/datasets/{dataset_id}/members/{sub}"),
+        ("DELETE", "/datasets/{dataset_id}/members/{sub}"),
     }
     assert "PrepareUploadRequest" in spec["components"]["schemas"]
 

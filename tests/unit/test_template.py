@@ -78,3 +78,12 @@ def test_the_images_bucket_is_always_versioned(template):
     # Every deletion names an object version: without versioning a later PUT would replace verified bytes.
     bucket = template["Resources"]["ImagesBucket"]["Properties"]
     assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+
+
+def test_jwt_is_the_default_and_cannot_be_deployed_without_an_issuer_and_an_audience(template):
+    assert template["Parameters"]["AuthMode"]["Default"] == "jwt"
+    (rule,) = template["Rules"].values()
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "AuthMode"}, "jwt"]}
+    asserted = [a["Assert"] for a in rule["Assertions"]]
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}]} in asserted
+    assert {"Fn::Not": [{"Fn::EachMemberIn": [{"Ref": "JwtAudience"}, [""]]}]} in asserted

@@ -12,8 +12,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from images_api.routes import datasets, images
-from uploads_core.errors import ConflictError, ImageNotFoundError, InvalidCursorError
+from images_api.routes import datasets, images, members
+from uploads_core.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidCursorError,
+    ResourceNotFoundError,
+    UnauthenticatedError,
+)
 from uploads_core.telemetry import logger, metrics, traced
 
 
@@ -35,6 +41,7 @@ def _read_json(body: str) -> object:
 app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_read_json)
 app.include_router(datasets.router)
 app.include_router(images.router)
+app.include_router(members.router)
 # Swagger UI at /docs (its assets come from a CDN, loaded by the reader's browser).
 app.enable_swagger(path="/docs", title="Image uploads API", version="1.0.0")
 
@@ -100,9 +107,24 @@ def _not_utf8(exc: UnicodeDecodeError) -> Response:
     return _detail(HTTPStatus.BAD_REQUEST, "Malformed JSON body: not UTF-8")
 
 
-@app.exception_handler(ImageNotFoundError)
-def _image_not_found(exc: ImageNotFoundError) -> Response:
+@app.exception_handler(ResourceNotFoundError)
+def _not_found(exc: ResourceNotFoundError) -> Response:
     return _detail(HTTPStatus.NOT_FOUND, str(exc))
+
+
+@app.exception_handler(ForbiddenError)
+def _forbidden(exc: ForbiddenError) -> Response:
+    return _detail(HTTPStatus.FORBIDDEN, str(exc))
+
+
+@app.exception_handler(UnauthenticatedError)
+def _unauthenticated(exc: UnauthenticatedError) -> Response:
+    # API Gateway's own answer to a missing or bad token.
+    return Response(
+        status_code=HTTPStatus.UNAUTHORIZED,
+        content_type=content_types.APPLICATION_JSON,
+        body={"message": "Unauthorized"},
+    )
 
 
 @app.exception_handler(ConflictError)

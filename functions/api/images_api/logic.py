@@ -5,8 +5,9 @@ from datetime import timedelta
 from itertools import islice
 
 from images_api import cursor as cursors
+from images_api.access import Caller, require
 from uploads_core import images_bucket, images_table, lifecycle
-from uploads_core.errors import ConflictError, ImageNotFoundError
+from uploads_core.errors import ConflictError, DatasetNotFoundError, ImageNotFoundError
 from uploads_core.keys import image_key, thumbnail_prefix
 from uploads_core.models import (
     ConfirmUploadResponse,
@@ -20,6 +21,7 @@ from uploads_core.models import (
     ImageWithUrl,
     PrepareUploadRequest,
     PrepareUploadResponse,
+    Role,
     UploadTicket,
     utc_now,
 )
@@ -33,8 +35,11 @@ _MISSING = ErrorReason(
 )
 
 
-def prepare_upload(dataset_id: int, request: PrepareUploadRequest, expires_in: int) -> PrepareUploadResponse:
+def prepare_upload(
+    caller: Caller, dataset_id: int, request: PrepareUploadRequest, expires_in: int
+) -> PrepareUploadResponse:
     """One counter update reserves the ids, batch writes store the records, then URLs are signed."""
+    require(caller, dataset_id, Role.EDITOR)
     files = request.files
     ids = images_table.reserve_ids(len(files))
     now = utc_now()
@@ -69,7 +74,7 @@ def prepare_upload(dataset_id: int, request: PrepareUploadRequest, expires_in: i
     )
 
 
-def confirm_upload(dataset_id: int, image_ids: list[int]) -> ConfirmUploadResponse:
+def confirm_upload(caller: Caller, dataset_id: int, image_ids: list[int]) -> ConfirmUploadResponse:
     """Counts the requested images of this dataset that are `uploaded`, i.e. verified by the S3 trigger.
 
     confirm never makes an image `uploaded` itself (only the verification of its bytes does): an
@@ -78,6 +83,7 @@ def confirm_upload(dataset_id: int, image_ids: list[int]) -> ConfirmUploadRespon
     stay `uploading` and are counted in `pending_count`. Ids of other datasets, or with no record,
     are neither touched nor counted.
     """
+    require(caller, dataset_id, Role.EDITOR)
     images = {i.id: i for i in images_table.get_many(image_ids) if i.dataset_id == dataset_id}
     unverified = [i for i in images.values() if i.status != ImageStatus.UPLOADED]
     found = images_bucket.head_many(i.s3_key for i in unverified)
@@ -112,9 +118,10 @@ def confirm_upload(dataset_id: int, image_ids: list[int]) -> ConfirmUploadRespon
 
 
 def list_images(
-    dataset_id: int, status: ImageStatus | None, skip: int, limit: int, cursor: str | None
+    caller: Caller, dataset_id: int, status: ImageStatus | None, skip: int, limit: int, cursor: str | None
 ) -> ImagePage:
     """A page in id order; one extra item tells whether a next page exists."""
+    require(caller, dataset_id, Role.VIEWER)
     after_id = cursors.decode(cursor, dataset_id, status) if cursor else 0
     items = list(
         islice(images_table.query_dataset(dataset_id, status, after_id, skip + limit + 1), skip, None)
@@ -143,15 +150,20 @@ def with_download_urls(images: list[Image], expires_in: int) -> list[ImageWithUr
     return [_with_urls(image, expires_in) for image in images]
 
 
-def get_image(image_id: int) -> Image:
+def get_image(caller: Caller, image_id: int, role: Role = Role.VIEWER) -> Image:
+    """The image, if the caller has `role` in its dataset; to a non-member, as if it did not exist."""
     image = images_table.get(image_id)
     if image is None:
         raise ImageNotFoundError(image_id)
+    try:
+        require(caller, image.dataset_id, role)
+    except DatasetNotFoundError:
+        raise ImageNotFoundError(image_id) from None
     return image
 
 
-def download_url(image_id: int, expires_in: int) -> DownloadUrl:
-    image = get_image(image_id)
+def download_url(caller: Caller, image_id: int, expires_in: int) -> DownloadUrl:
+    image = get_image(caller, image_id)
     if image.status != ImageStatus.UPLOADED:
         raise ConflictError(f"Image {image_id} is '{image.status}', not 'uploaded': nothing to download yet")
     return DownloadUrl(
@@ -165,9 +177,9 @@ def download_url(image_id: int, expires_in: int) -> DownloadUrl:
 _REPORTED_FAILED = ErrorReason(code="reported_failed", message="a client marked this upload as failed")
 
 
-def patch_image(image_id: int, patch: ImagePatch) -> Image:
+def patch_image(caller: Caller, image_id: int, patch: ImagePatch) -> Image:
     """Width and height as given; a status change only where the state machine allows it (409 else)."""
-    image = get_image(image_id)
+    image = get_image(caller, image_id, Role.EDITOR)
     changes = patch.model_dump(exclude_unset=True)
     if changes.get("status") == image.status:
         del changes["status"]  # no change, nothing to check
@@ -185,14 +197,14 @@ def patch_image(image_id: int, patch: ImagePatch) -> Image:
     return updated
 
 
-def delete_image(image_id: int) -> DeleteResult:
+def delete_image(caller: Caller, image_id: int) -> DeleteResult:
     """Every version of the object and every thumbnail, the record, then a second sweep.
 
     Objects first: a failure part-way leaves the record, so the DELETE can be retried. The sweep after
     the record is gone removes what an S3 trigger running meanwhile wrote (its verdict fails once the
     record is gone, and it then removes its own writes too).
     """
-    image = get_image(image_id)
+    image = get_image(caller, image_id, Role.EDITOR)
     prefixes = [thumbnail_prefix(image.dataset_id, image.id)]
     images_bucket.delete_everything(keys=[image.s3_key], prefixes=prefixes)
     if not images_table.delete(image):

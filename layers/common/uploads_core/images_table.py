@@ -12,9 +12,8 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from uploads_core import lifecycle
+from uploads_core import dynamodb, lifecycle
 from uploads_core.models import ErrorReason, Image, ImageStatus, format_utc, utc_now
-from uploads_core.settings import get_settings
 
 # Reserved key of the id counter item, kept in the images table itself (ids start at 1).
 _COUNTER_ID = 0
@@ -22,20 +21,7 @@ _COUNTER_ID = 0
 UPLOADING_SHARDS = 8
 
 
-class _FromSettings:
-    """Reads a Meta value from the settings when pynamodb first asks for it, not at import."""
-
-    def __init__(self, read) -> None:
-        self._read = read
-
-    def __get__(self, instance, owner) -> str:
-        return self._read(get_settings())
-
-
-class _Meta:
-    table_name = _FromSettings(lambda s: s.images_table)
-    # None: botocore takes the region from the environment, as Lambda sets it.
-    region = None
+_Meta = dynamodb.meta(lambda s: s.images_table)
 
 
 class DatasetIndex(GlobalSecondaryIndex):
@@ -114,11 +100,7 @@ class IdCounter(Model):
     last_id = NumberAttribute(default=0)
 
 
-# Set once the models exist: pynamodb probes Meta with hasattr while it builds a model class, which
-# would read the settings at import. It reads these again when it opens its connection (first call).
-_Meta.connect_timeout_seconds = _FromSettings(lambda s: s.aws_connect_timeout)
-_Meta.read_timeout_seconds = _FromSettings(lambda s: s.aws_read_timeout)
-_Meta.max_retry_attempts = _FromSettings(lambda s: s.aws_max_attempts - 1)  # retries after the first
+dynamodb.with_timeouts(_Meta)
 
 
 def _dataset_status(dataset_id: int, status: str) -> str:

@@ -169,3 +169,43 @@ class ImagePage(BaseModel):
 
     items: list[Image]
     next_cursor: str | None = None
+
+
+class Role(StrEnum):
+    """What a member may do in a dataset (AuthMode=jwt); each role can do what the ones before it can."""
+
+    VIEWER = "viewer"  # list, with-urls, GET an image, download-url
+    EDITOR = "editor"  # also prepare-upload, confirm-upload, PATCH and DELETE images
+    OWNER = "owner"  # also manage members
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+
+# A member's `sub` as tokens carry it (Cognito uuids, Auth0 "auth0|..."): printable, at most 255
+# characters, not starting with "#" (the members table's own items).
+SUB_PATTERN = r"^[^#\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,254}$"
+
+
+class DatasetAccess(BaseModel):
+    """A dataset and the caller's role in it."""
+
+    dataset_id: int
+    role: Role
+
+
+class Member(BaseModel):
+    sub: str
+    role: Role
+
+
+class RoleGrant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role
+
+
+class MemberRemoved(BaseModel):
+    message: str
+    sub: str

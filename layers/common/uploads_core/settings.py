@@ -1,6 +1,7 @@
 """Settings from environment variables, parsed once and only when first needed."""
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,6 +12,10 @@ class Settings(BaseSettings):
 
     images_table: str = Field(min_length=3)
     images_bucket: str = Field(min_length=3)
+    # Who may touch a dataset: "jwt" checks members' roles (the caller's `sub` from API Gateway's JWT
+    # authorizer), "open" lets anyone do anything. Failing closed: jwt unless said otherwise.
+    auth_mode: Literal["jwt", "open"] = "jwt"
+    members_table: str = ""
     # Keys the HMAC of list cursors; the template passes the stack id.
     cursor_secret: str = Field(default="", repr=False)
     aws_region: str | None = None

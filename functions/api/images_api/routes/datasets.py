@@ -4,7 +4,16 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from images_api import logic
-from images_api.routes.params import Cursor, DatasetId, ExpiresIn, Limit, Skip, StatusFilter, responses
+from images_api.routes.params import (
+    Cursor,
+    DatasetId,
+    ExpiresIn,
+    Limit,
+    Skip,
+    StatusFilter,
+    caller,
+    responses,
+)
 from uploads_core.models import (
     DEFAULT_EXPIRES_IN,
     ConfirmUploadRequest,
@@ -33,13 +42,13 @@ def _page_response(items: list[Image], next_cursor: str | None) -> Response:
 @router.post(
     "/datasets/<dataset_id>/images/prepare-upload",
     summary="Reserve ids and presigned PUT URLs",
-    responses=responses(400),
+    responses=responses(400, 403, 404),
 )
 def prepare_upload(
     dataset_id: DatasetId, body: PrepareUploadRequest, expires_in: ExpiresIn = DEFAULT_EXPIRES_IN
 ) -> PrepareUploadResponse:
     logger.append_keys(dataset_id=dataset_id)
-    response = logic.prepare_upload(dataset_id, body, expires_in)
+    response = logic.prepare_upload(caller(router), dataset_id, body, expires_in)
     count("ImagesPrepared", len(response.uploads))
     logger.info("Upload prepared", extra={"image_ids": [u.image_id for u in response.uploads][:50]})
     return response
@@ -48,11 +57,12 @@ def prepare_upload(
 @router.post(
     "/datasets/<dataset_id>/images/confirm-upload",
     summary="Check uploaded objects exist in S3",
-    responses=responses(400),
+    responses=responses(400, 403, 404),
 )
 def confirm_upload(dataset_id: DatasetId, body: ConfirmUploadRequest) -> ConfirmUploadResponse:
     logger.append_keys(dataset_id=dataset_id)
-    response = logic.confirm_upload(dataset_id, body.image_ids)
+    response = logic.confirm_upload(caller(router), dataset_id, body.image_ids)
+    logger.info("Uploads confirmed", extra=response.model_dump(exclude={"message"}))
     count("ImagesConfirmed", response.updated_count)
     return response
 
@@ -60,7 +70,7 @@ def confirm_upload(dataset_id: DatasetId, body: ConfirmUploadRequest) -> Confirm
 @router.get(
     "/datasets/<dataset_id>/images",
     summary="List a dataset's images (no URLs)",
-    responses=responses(400, paged=True),
+    responses=responses(400, 403, 404, paged=True),
 )
 def list_images(
     dataset_id: DatasetId,
@@ -70,14 +80,14 @@ def list_images(
     cursor: Cursor = None,
 ) -> Response[list[Image]]:
     logger.append_keys(dataset_id=dataset_id)
-    page = logic.list_images(dataset_id, status, skip, limit, cursor)
+    page = logic.list_images(caller(router), dataset_id, status, skip, limit, cursor)
     return _page_response(page.items, page.next_cursor)
 
 
 @router.get(
     "/datasets/<dataset_id>/images/with-urls",
     summary="List images with presigned download URLs",
-    responses=responses(400, paged=True),
+    responses=responses(400, 403, 404, paged=True),
 )
 def list_images_with_urls(
     dataset_id: DatasetId,
@@ -88,6 +98,6 @@ def list_images_with_urls(
     cursor: Cursor = None,
 ) -> Response[list[ImageWithUrl]]:
     logger.append_keys(dataset_id=dataset_id)
-    page = logic.list_images(dataset_id, status, skip, limit, cursor)
+    page = logic.list_images(caller(router), dataset_id, status, skip, limit, cursor)
     items = logic.with_download_urls(page.items, expires_in)
     return _page_response(items, page.next_cursor)

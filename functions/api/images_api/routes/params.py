@@ -3,11 +3,25 @@
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
-from uploads_core.models import MAX_BATCH, MAX_EXPIRES_IN, MAX_ID, MAX_SKIP, ErrorDetail, ImageStatus
+from images_api.access import Caller, caller_from
+from uploads_core.models import (
+    MAX_BATCH,
+    MAX_EXPIRES_IN,
+    MAX_ID,
+    MAX_SKIP,
+    SUB_PATTERN,
+    ErrorDetail,
+    ImageStatus,
+)
+from uploads_core.telemetry import logger
 
 DatasetId = Annotated[int, Path(gt=0, le=MAX_ID, description="Dataset id (positive integer)")]
 ImageId = Annotated[int, Path(gt=0, le=MAX_ID, description="Image id (positive integer)")]
+MemberSub = Annotated[
+    str, Path(pattern=SUB_PATTERN, description="A member's `sub` (their tokens' subject), 1..255 characters")
+]
 ExpiresIn = Annotated[int, Query(ge=1, le=MAX_EXPIRES_IN, description="Lifetime of presigned URLs, seconds")]
 Skip = Annotated[
     int, Query(ge=0, le=MAX_SKIP, description="Items to skip (at most 10,000: page deeper with `cursor`)")
@@ -21,8 +35,9 @@ Cursor = Annotated[
 
 _ERRORS = {
     400: "Malformed JSON body, or a cursor this API did not issue for this listing",
-    404: "No image with this id",
-    409: "The image's current status does not allow this",
+    403: "AuthMode=jwt: the caller's role in the dataset does not allow this (the role needed is named)",
+    404: "No such image or dataset, or (AuthMode=jwt) the caller is not a member of its dataset",
+    409: "The current state (the image's status, the dataset's members) does not allow this",
 }
 
 
@@ -46,3 +61,10 @@ def responses(*error_codes: int, paged: bool = False) -> dict:
             for code in error_codes
         },
     }
+
+
+def caller(router: APIGatewayHttpRouter) -> Caller:
+    """Who calls (their token's `sub` with AuthMode=jwt), logged with every line of the request."""
+    who = caller_from(router.current_event.request_context.authorizer.jwt_claim)
+    logger.append_keys(sub=who.sub)
+    return who
