@@ -15,7 +15,9 @@ from moto.server import ThreadedMotoServer
 
 from local_stack.api_gateway import ApiServer, HttpApi
 from local_stack.async_invoke import AsyncInvoker
+from local_stack.jwt_authorizer import route_authorizers
 from local_stack.lambda_runtime import LambdaRuntime
+from local_stack.oidc import LocalIssuer, auth_parameters, issuer_url
 from local_stack.s3_events import (
     SEQUENCER,
     S3EventPoller,
@@ -33,6 +35,7 @@ from local_stack.template import (
     create_resources,
     http_routes,
     load_template,
+    route_security,
 )
 
 # Marks the stack's own AWS calls (queue polling, destinations): Lambda's service makes them in AWS,
@@ -80,7 +83,7 @@ def _stamp_s3_events_when_written() -> None:
     notifications._local_stack_stamp = True  # type: ignore[attr-defined]
 
 
-def _make_dynamodb_writes_atomic() -> None:
+def make_dynamodb_writes_atomic() -> None:
     """DynamoDB checks a write's condition and applies it atomically; moto, serving requests in
     threads, checks then writes. Concurrent functions (the API and the S3 trigger) need AWS's rule."""
     from moto.dynamodb.models import DynamoDBBackend
@@ -124,6 +127,9 @@ class LocalStack:
     Besides the HTTP API, the template's S3 events and rate schedules invoke their functions
     asynchronously: ``retry_delay`` is the wait between Lambda's retries (minutes in AWS) and
     ``schedule_period``, when given, replaces the period of every schedule (seconds).
+
+    ``auth`` is the template's AuthMode: "open", or "jwt" with the local OIDC issuer (``oidc.py``)
+    served at ``{api_url}/_local/oidc`` as JwtIssuer and the routes' JWT authorizer checking its tokens.
     """
 
     def __init__(
@@ -139,10 +145,13 @@ class LocalStack:
         base_dir: Path = REPO_ROOT,
         retry_delay: float = 1.0,
         schedule_period: float | None = None,
+        auth: str = "open",
     ) -> None:
         self.template = template if template is not None else load_template(DEFAULT_TEMPLATE)
         self.host = host
-        self.names = {"stack_name": stack_name, "region": region, "account_id": account_id}
+        self.auth = auth
+        self.names: dict[str, Any] = {"stack_name": stack_name, "region": region, "account_id": account_id}
+        self.issuer: LocalIssuer | None = None
         self.base_dir = base_dir
         self._aws_port = aws_port
         self._api_port = api_port
@@ -184,26 +193,33 @@ class LocalStack:
     def start(self) -> LocalStack:
         _keep_internal_calls_out_of_moto_recordings()
         _stamp_s3_events_when_written()
-        _make_dynamodb_writes_atomic()
+        make_dynamodb_writes_atomic()
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self._aws_port, verbose=False)
         self._moto.start()
         self._aws_port = self._moto.get_host_and_port()[1]  # the real one when port 0 was asked
         wait_for_port(self.host, self._aws_port)
+        # The API's port first: the issuer's URL is a template parameter everything below resolves with.
+        self.api_server = ApiServer(host=self.host, port=self._api_port)
+        self._api_port = self.api_server.port
+        self.names["parameters"] = auth_parameters(self.auth, self.api_url)
+        self.issuer = LocalIssuer(issuer_url(self.api_url)) if self.auth == "jwt" else None
         self.resources = create_resources(
             self.template, self.client("dynamodb"), self.client("s3"), self.client("sqs"), **self.names
         )
         self.runtime = LambdaRuntime(
             self.template, aws_endpoint=self.aws_endpoint, base_dir=self.base_dir, **self.names
         )
-        api = HttpApi.from_routes(
+        self.api_server.api = HttpApi.from_routes(
             http_routes(self.template),
             self.runtime.invoke,
             cors=cors_configuration(self.template, **self.names),
             account_id=self.names["account_id"],
-            fallback=StaticSite(),  # the upload page of web/ at / (dev convenience)
+            # The upload page of web/ at / (dev convenience), and its /config.json: this issuer, if any.
+            fallback=StaticSite(issuer=self.issuer.url if self.issuer else None),
+            authorizers=route_authorizers(route_security(self.template, **self.names)),
+            reserved=self.issuer,
         )
-        self.api_server = ApiServer(api, self.host, self._api_port).start()
-        self._api_port = self.api_server.port
+        self.api_server.start()
         wait_for_port(self.host, self._api_port)
         self._start_triggers()
         return self

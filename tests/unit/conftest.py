@@ -14,6 +14,7 @@ import botocore.client
 import pytest
 from moto import mock_aws
 
+from local_stack.stack import make_dynamodb_writes_atomic
 from local_stack.template import create_resources, function_environment, load_template
 from tests import sample_images
 
@@ -60,6 +61,7 @@ def aws(template, monkeypatch):
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    make_dynamodb_writes_atomic()  # as DynamoDB's are: the tests run real code in threads
     with mock_aws():
         names = create_resources(template, boto3.client("dynamodb"), boto3.client("s3"))
         # The note's open API; the `auth` fixture switches to AuthMode=jwt.

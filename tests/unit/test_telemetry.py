@@ -12,10 +12,13 @@ from tests.unit.conftest import jpeg_file
 @pytest.fixture(autouse=True)
 def log_stream(aws, monkeypatch):
     """The JSON log lines (Powertools' handler keeps the stdout it saw at import)."""
-    from uploads_core.telemetry import logger
+    from uploads_core.telemetry import logger, metrics
 
     stream = io.StringIO()
     monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    # Each function has its own process in Lambda; here they share one, and Powertools' metrics keep
+    # the service name of whichever function's test ran first: the API's, as in its own process.
+    monkeypatch.setattr(metrics.provider, "service", "images-api")
     return stream
 
 
