@@ -20,8 +20,16 @@ $(VENV)/.installed: $(REQS) pyproject.toml
 
 install: $(VENV)/.installed
 
+# AUTH=jwt: the template's AuthMode=jwt, with a local OIDC issuer and API Gateway's JWT authorizer.
+AUTH ?= open
 run: install
-	PYTHONPATH=local:ops $(PY) -m local_stack --api-port $(API_PORT) --aws-port $(AWS_PORT)
+	PYTHONPATH=local:ops $(PY) -m local_stack --api-port $(API_PORT) --aws-port $(AWS_PORT) --auth $(AUTH)
+
+# Prints a token of the local issuer of the stack `make run AUTH=jwt` started (for `Authorization: Bearer`).
+.PHONY: token
+token: install
+	@test -n "$(SUB)" || { echo "usage: make token SUB=alice [TTL=seconds]" >&2; exit 2; }
+	@PYTHONPATH=local:ops $(PY) -m local_stack token --sub "$(SUB)" $(if $(TTL),--ttl "$(TTL)") --api-port $(API_PORT) --aws-port $(AWS_PORT)
 
 # Runs one function with an event file against the stack `make run` started, like `sam local invoke -e`.
 .PHONY: invoke

@@ -9,6 +9,8 @@ Commands:
                                                  running stack (`make invoke`); see `invoke --help`
   python -m local_stack replay-failures          replay the failed S3 events of a running stack
                                                  (`make replay-failures`; needs ops/ on PYTHONPATH)
+  python -m local_stack token --sub alice        print a token of a stack started with --auth jwt
+                                                 (`make token SUB=alice`)
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from local_stack import invoke
+from local_stack import invoke, oidc
+from local_stack.invoke import add_auth_argument
 from local_stack.template import DEFAULT_TEMPLATE, PSEUDO_DEFAULTS, load_template
 
 READY_LINE = "local_stack ready: api={api} aws={aws}"
@@ -40,6 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE)
     parser.add_argument("--stack-name", default=PSEUDO_DEFAULTS["stack_name"])
     parser.add_argument("--region", default=PSEUDO_DEFAULTS["region"])
+    add_auth_argument(parser)
     parser.add_argument(
         "--schedule-period",
         type=float,
@@ -74,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from local_stack import replay  # imports ops/replay_failures.py, which `serve` does not need
 
         return replay.main(argv[1:])
+    if argv[:1] == ["token"]:
+        return oidc.main(argv[1:])
     if argv[:1] == ["serve"]:
         argv = argv[1:]
     return serve(argv)
@@ -103,12 +109,20 @@ def serve(argv: Sequence[str]) -> int:
         base_dir=invoke.template_dir(args.template),
         retry_delay=args.retry_delay,
         schedule_period=args.schedule_period,
+        auth=args.auth,
     )
     try:
         stack.start()
         print(f"API (HTTP API, payload 2.0):      {stack.api_url}")
         print(f"Upload page (web/):               {stack.api_url}/")
         print(f"AWS endpoint (S3, DynamoDB, SQS): {stack.aws_endpoint}  (credentials: testing/testing)")
+        if stack.issuer is None:
+            print("Auth: open (AuthMode=open): no token, anyone may call every route")
+        else:
+            print("Auth: jwt (AuthMode=jwt): data routes need `Authorization: Bearer <token>`")
+            print(f"  Issuer (local OIDC, audience {oidc.CLIENT_ID}): {stack.issuer.url}")
+            dev_token = f'POST {{"sub": "alice"}} to {stack.issuer.url}/dev/token'
+            print(f"  Token: make token SUB=alice [TTL=3600], or {dev_token}")
         for logical_id, name in stack.resources.items():
             print(f"  {logical_id}: {name}")
         for subscription in stack.s3_subscriptions:

@@ -1,7 +1,7 @@
 """An API Gateway HTTP API (payload format 2.0) in front of the template's functions.
 
-``HttpApi`` holds the behaviour (routing, CORS, event and response translation) and works on
-plain ``Request``/``Response`` values; ``ApiServer`` only moves bytes over HTTP.
+``HttpApi`` holds the behaviour (routing, CORS, JWT authorizers, event and response translation) and
+works on plain ``Request``/``Response`` values; ``ApiServer`` only moves bytes over HTTP.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from local_stack.jwt_authorizer import Denied, JwtAuthorizer
 from local_stack.worker import json_default
 
 log = logging.getLogger("local_stack.api")
@@ -156,8 +157,12 @@ def build_event(
     api_id: str = "local",
     request_id: str | None = None,
     now: datetime | None = None,
+    authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The payload format 2.0 event API Gateway would send for ``request``."""
+    """The payload format 2.0 event API Gateway would send for ``request``.
+
+    ``authorizer``: what the route's authorizer passes on (``{"jwt": {"claims", "scopes"}}``).
+    """
     now = now or datetime.now(UTC)
     request_id = request_id or _request_id()
     headers: dict[str, str] = {}
@@ -196,6 +201,7 @@ def build_event(
     event["requestContext"] = {
         "accountId": account_id,
         "apiId": api_id,
+        **({"authorizer": dict(authorizer)} if authorizer else {}),
         "domainName": host,
         "domainPrefix": hostname if re.fullmatch(r"[\d.]+", hostname) else hostname.split(".", 1)[0],
         "http": {
@@ -283,6 +289,9 @@ class HttpApi:
     api_id: str = "local"
     # Dev only: answers requests no route takes (the static upload page) before the 404.
     fallback: Callable[[Request], Response | None] | None = None
+    authorizers: Mapping[str, JwtAuthorizer] = field(default_factory=dict)  # route key -> its authorizer
+    # Dev only: answers its own paths before anything else, CORS included (the local OIDC issuer).
+    reserved: Callable[[Request], Response | None] | None = None
 
     @classmethod
     def from_routes(cls, routes: Iterable[tuple[str, str, str]], invoke: Invoke, **kwargs: Any) -> HttpApi:
@@ -290,7 +299,7 @@ class HttpApi:
 
     def handle(self, request: Request) -> Response:
         request_id = _request_id()
-        response = self._respond(request, request_id)
+        response = (self.reserved and self.reserved(request)) or self._respond(request, request_id)
         response.headers.append(("apigw-requestid", request_id))
         return response
 
@@ -320,8 +329,21 @@ class HttpApi:
             fallback = self.fallback(request) if self.fallback else None
             return fallback or Response.message(404, "Not Found")
         route, params = matched
+        authorizer = None
+        if route.key in self.authorizers:
+            try:
+                authorizer = self.authorizers[route.key].authorize(request.header)
+            except Denied as denied:
+                log.info("%s %s: %s", denied.status, route.key, denied)
+                return Response.message(denied.status, denied.message)  # the function is not invoked
         event = build_event(
-            request, route, params, account_id=self.account_id, api_id=self.api_id, request_id=request_id
+            request,
+            route,
+            params,
+            account_id=self.account_id,
+            api_id=self.api_id,
+            request_id=request_id,
+            authorizer=authorizer,
         )
         if len(json.dumps(event)) > MAX_LAMBDA_PAYLOAD:
             log.error("%s: the event is over Lambda's 6 MB payload limit (base64 adds a third)", route.key)
@@ -464,13 +486,24 @@ class _Server(ThreadingHTTPServer):
 
 
 class ApiServer:
-    """Serves an ``HttpApi`` on host:port (port 0 picks a free one) from a background thread."""
+    """Serves an ``HttpApi`` on host:port (port 0 picks a free one) from a background thread.
 
-    def __init__(self, api: HttpApi, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.api = api
+    The port is bound at once; ``api`` may be given later (before ``start()``), once what depends
+    on the URL (the local issuer's) is known.
+    """
+
+    def __init__(self, api: HttpApi | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
         self._httpd = _Server((host, port), _Handler)
-        self._httpd.api = api
+        self.api = api
         self._thread: threading.Thread | None = None
+
+    @property
+    def api(self) -> HttpApi | None:
+        return self._httpd.api
+
+    @api.setter
+    def api(self, api: HttpApi | None) -> None:
+        self._httpd.api = api  # type: ignore[assignment]
 
     @property
     def port(self) -> int:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from local_stack.lambda_runtime import LambdaRuntime
+from local_stack.oidc import auth_parameters
 from local_stack.template import DEFAULT_TEMPLATE, PSEUDO_DEFAULTS, REPO_ROOT, functions, load_template
 
 EXIT_FUNCTION_ERROR = 1
@@ -48,7 +49,17 @@ def stack_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     parser.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE)
     parser.add_argument("--stack-name", default=PSEUDO_DEFAULTS["stack_name"])
     parser.add_argument("--region", default=PSEUDO_DEFAULTS["region"])
+    add_auth_argument(parser)
     return parser
+
+
+def add_auth_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--auth",
+        choices=("open", "jwt"),
+        default=os.environ.get("AUTH", "open"),
+        help="the template's AuthMode (env AUTH, default open); jwt: a local OIDC issuer and JWT authorizer",
+    )
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -127,6 +138,7 @@ def local_runtime(args: argparse.Namespace, template: dict[str, Any]) -> LambdaR
         aws_endpoint=f"http://{args.host}:{args.aws_port}",
         stack_name=args.stack_name,
         region=args.region,
+        parameters=auth_parameters(args.auth, f"http://{args.host}:{args.api_port}"),
         base_dir=template_dir(args.template),
         max_concurrency=1,
         stdout_to_stderr=True,

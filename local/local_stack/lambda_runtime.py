@@ -139,6 +139,7 @@ class LambdaRuntime:
     stack_name: str = PSEUDO_DEFAULTS["stack_name"]
     region: str = PSEUDO_DEFAULTS["region"]
     account_id: str = PSEUDO_DEFAULTS["account_id"]
+    parameters: Mapping[str, Any] = field(default_factory=dict)  # template parameter overrides
     base_dir: Path = REPO_ROOT  # CodeUri/ContentUri are relative to the template's directory
     max_concurrency: int = field(default_factory=_max_concurrency)  # per function
     stdout_to_stderr: bool = False  # the functions' stdout goes to stderr (`invoke` prints its result)
@@ -148,8 +149,13 @@ class LambdaRuntime:
     _closed: bool = field(default=False, init=False, repr=False)
 
     @property
-    def names(self) -> dict[str, str]:
-        return {"stack_name": self.stack_name, "region": self.region, "account_id": self.account_id}
+    def names(self) -> dict[str, Any]:
+        return {
+            "stack_name": self.stack_name,
+            "region": self.region,
+            "account_id": self.account_id,
+            "parameters": self.parameters,
+        }
 
     def function(self, logical_id: str) -> FunctionInfo:
         try:

@@ -29,6 +29,7 @@ from local_stack.invoke import (
     run,
     stack_parser,
 )
+from local_stack.oidc import auth_parameters
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -41,7 +42,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def replay(args: argparse.Namespace) -> int:
     template = function_template(args)
-    names = {"stack_name": args.stack_name, "region": args.region}
+    parameters = auth_parameters(args.auth, f"http://{args.host}:{args.api_port}")
+    names = {"stack_name": args.stack_name, "region": args.region, "parameters": parameters}
     destination = event_invoke_config(template, args.function, **names).on_failure
     if destination is None or destination.type != "SQS":
         message = f"{args.function} has no SQS OnFailure destination in its EventInvokeConfig"

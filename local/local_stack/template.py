@@ -609,6 +609,15 @@ def http_routes(template: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return routes
 
 
+def _http_api_properties(template: Mapping[str, Any], api_id: str | None) -> dict[str, Any]:
+    """The HTTP API's properties with Globals.HttpApi merged in (the first API when ``api_id`` is None)."""
+    apis = resources_of_type(template, "AWS::Serverless::HttpApi")
+    global_props = (template.get("Globals") or {}).get("HttpApi") or {}
+    if api_id or apis:
+        return _merge_globals(global_props, apis[api_id or next(iter(apis))].get("Properties") or {})
+    return dict(global_props)
+
+
 def cors_configuration(
     template: Mapping[str, Any], api_id: str | None = None, **names: Any
 ) -> dict[str, Any] | None:
@@ -616,11 +625,7 @@ def cors_configuration(
 
     ``CorsConfiguration: true`` means every origin, as in SAM.
     """
-    apis = resources_of_type(template, "AWS::Serverless::HttpApi")
-    global_props = (template.get("Globals") or {}).get("HttpApi") or {}
-    props = dict(global_props)
-    if api_id or apis:
-        props = _merge_globals(global_props, apis[api_id or next(iter(apis))].get("Properties") or {})
+    props = _http_api_properties(template, api_id)
     cors = LocalNames(template, **names).resolve(props.get("CorsConfiguration"))
     if cors is None or cors is False:
         return None
@@ -630,3 +635,34 @@ def cors_configuration(
         if isinstance(cors.get(key), str):
             cors[key] = [cors[key]]
     return cors
+
+
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def route_security(
+    template: Mapping[str, Any], api_id: str | None = None, **names: Any
+) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    """Route key ("POST /path") -> (its x-amazon-apigateway-authorizer, its authorization scopes).
+
+    Read from the operations of the HTTP API's DefinitionBody, resolved (so conditions on
+    ``security`` apply), whose ``security`` names a scheme of ``components.securitySchemes``; the
+    scopes are those the requirement lists. Routes without ``security`` are public.
+    """
+    body = LocalNames(template, **names).resolve(_http_api_properties(template, api_id).get("DefinitionBody"))
+    if not isinstance(body, Mapping):
+        return {}
+    schemes = (body.get("components") or {}).get("securitySchemes") or {}
+    secured: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for path, operations in (body.get("paths") or {}).items():
+        for method, operation in operations.items():
+            method = "ANY" if method == "x-amazon-apigateway-any-method" else method
+            if method != "ANY" and method not in _HTTP_METHODS:
+                continue  # "parameters", "summary"... of the path item
+            for requirement in operation.get("security") or []:
+                for scheme, scopes in requirement.items():
+                    authorizer = (schemes.get(scheme) or {}).get("x-amazon-apigateway-authorizer")
+                    if authorizer is None:
+                        raise ValueError(f"{method.upper()} {path}: the scheme {scheme} has no authorizer")
+                    secured[f"{method.upper()} {path}"] = (authorizer, list(scopes or []))
+    return secured

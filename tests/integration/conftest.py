@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -95,39 +96,87 @@ class _Recording:
                 self.calls.append(("s3", entry["method"]))
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> Iterator[Stack]:
+class JwtStack(Stack):
+    """A stack run as `make run AUTH=jwt`: its own OIDC issuer, API Gateway's JWT authorizer."""
+
+    def __init__(self, api_url: str, aws_url: str, recording: Path, banner: str) -> None:
+        super().__init__(api_url, aws_url, recording)
+        self.banner = banner
+        self.api_port = int(api_url.rsplit(":", 1)[1])
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.api}/_local/oidc"
+
+    def dev_token(self, sub: str = "alice", **body) -> str:
+        response = requests.post(f"{self.issuer}/dev/token", json={"sub": sub, **body}, timeout=10)
+        response.raise_for_status()
+        return response.json()["token"]
+
+    def as_user(self, sub: str) -> requests.Session:
+        """An HTTP session that sends `sub`'s token with every request."""
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {self.dev_token(sub)}"
+        return session
+
+
+@contextmanager
+def _running_stack(tmp_path_factory, name: str, *options: str) -> Iterator[tuple[str, str, Path, str]]:
+    """`python -m local_stack` on free ports until the block ends; (api, aws, recording, banner)."""
     api_port, aws_port = _free_port(), _free_port()
     recording = tmp_path_factory.mktemp("moto") / "recording"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "local"), "MOTO_RECORDER_FILEPATH": str(recording)}
-    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "IMAGES_TABLE", "IMAGES_BUCKET"):
-        env.pop(name, None)
-    log = (tmp_path_factory.mktemp("stack") / "stack.log").open("w+")
+    for variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "IMAGES_TABLE", "IMAGES_BUCKET", "AUTH"):
+        env.pop(variable, None)
+    log = (tmp_path_factory.mktemp(name) / "stack.log").open("w+")
     process = subprocess.Popen(
-        [sys.executable, "-m", "local_stack", "--api-port", str(api_port), "--aws-port", str(aws_port)],
+        [
+            sys.executable,
+            "-m",
+            "local_stack",
+            *options,
+            "--api-port",
+            str(api_port),
+            "--aws-port",
+            str(aws_port),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=log,
         text=True,
     )
-    deadline = time.monotonic() + 60
+    banner, deadline = [], time.monotonic() + 60
     for line in process.stdout:
-        if line.startswith(READY):
+        banner.append(line)
+        if line.startswith(READY) or time.monotonic() > deadline:
             break
-        if time.monotonic() > deadline:
-            break
-    else:
+    if not banner or not banner[-1].startswith(READY):
+        process.kill()
         log.seek(0)
-        pytest.fail(f"local stack did not start:\n{log.read()}")
+        pytest.fail(f"local stack {' '.join(options)} did not start:\n{''.join(banner)}\n{log.read()}")
     # Keep reading: a full pipe would block the functions' log writes, and so the stack.
     threading.Thread(target=lambda: log.writelines(process.stdout), daemon=True).start()
     try:
-        yield Stack(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{aws_port}", recording)
+        yield f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{aws_port}", recording, "".join(banner)
     finally:
         process.terminate()
         try:
-            assert process.wait(timeout=15) == 0, "local stack did not stop cleanly on SIGTERM"
+            assert process.wait(timeout=15) == 0, f"local stack {' '.join(options)} did not stop cleanly"
         finally:
             process.kill()
             log.close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """`make run`: the open API of the note, shared by the integration tests."""
+    with _running_stack(tmp_path_factory, "stack") as (api, aws, recording, _):
+        yield Stack(api, aws, recording)
+
+
+@pytest.fixture(scope="session")
+def jwt_stack(tmp_path_factory) -> Iterator[JwtStack]:
+    """`make run AUTH=jwt`, shared by the tests of tokens and roles over HTTP."""
+    with _running_stack(tmp_path_factory, "jwt-stack", "--auth", "jwt") as (api, aws, recording, banner):
+        yield JwtStack(api, aws, recording, banner)

@@ -258,7 +258,7 @@ def test_http_routes_normalise_methods_and_the_catch_all_event():
 def test_cors_configuration_of_the_http_api_is_resolved(template):
     assert cors_configuration(template) == {
         "AllowOrigins": ["*"],
-        "AllowMethods": ["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        "AllowMethods": ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         "AllowHeaders": ["content-type", "authorization"],
         "ExposeHeaders": ["x-next-cursor"],
         "MaxAge": 600,
