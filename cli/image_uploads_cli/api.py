@@ -1,15 +1,29 @@
 """The image-uploads API over HTTP (requests + urllib3 retries), and the presigned S3 PUT."""
 
+import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
 DEFAULT_API = "http://localhost:3000"
 PAGE_SIZE = 1000  # the API's largest `limit`
 TIMEOUT = (5, 60)  # connect, read (seconds)
+ROLES = ("viewer", "editor", "owner")
+UNAUTHORIZED_HINT = (
+    "the API refused the token (missing, expired or invalid): pass --token or set IMAGE_UPLOADS_TOKEN"
+)
+# A bearer token as RFC 6750 spells it (a JWT is base64url parts and dots); anything else would be
+# refused by requests with the header's value, token included, in the exception's message.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+class BadToken(ValueError):
+    """The token given cannot be sent as a header; the message never contains it."""
 
 
 class ApiUnreachable(Exception):
@@ -17,9 +31,16 @@ class ApiUnreachable(Exception):
 
 
 class ApiError(Exception):
+    """An HTTP error answer: `detail` is the API's own message (FastAPI's `detail`)."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
+        self.detail = message
+
+    def line(self) -> str:
+        """One line for the terminal: the 401 says what to do; others give the API's detail."""
+        return UNAUTHORIZED_HINT if self.status == 401 else f"the API answered {self}"
 
 
 def _session(retry: Retry, pool_size: int) -> requests.Session:
@@ -28,6 +49,34 @@ def _session(retry: Retry, pool_size: int) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+class BearerAuth(AuthBase):
+    """`Authorization: Bearer <token>` on each request of the session it is the `auth` of.
+
+    As a session's `auth` (not a default header), a ~/.netrc entry for the API's host cannot replace
+    it; requests drops it on a redirect to another host. Its repr never shows the token.
+    """
+
+    def __init__(self, token: str) -> None:
+        token = token.strip()  # `$(make -s token ...)` or a file may end with a line break
+        if not _TOKEN.fullmatch(token):
+            raise BadToken(
+                "the token (--token or IMAGE_UPLOADS_TOKEN) is not a bearer token: "
+                "it has spaces, line breaks or other characters a token cannot have"
+            )
+        self._value = f"Bearer {token}"
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = self._value
+        return request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<token>)"
+
+
+def _member_path(dataset: int, sub: str) -> str:
+    return f"/datasets/{dataset}/members/{quote(sub, safe='')}"  # a sub may hold `?`, `#`, `|`, spaces...
 
 
 def _detail(response: requests.Response) -> str:
@@ -42,7 +91,7 @@ def _detail(response: requests.Response) -> str:
 
 
 class Api:
-    def __init__(self, base_url: str, pool_size: int = 10) -> None:
+    def __init__(self, base_url: str, pool_size: int = 10, token: str | None = None) -> None:
         self.base = base_url.rstrip("/")
         # API calls: urllib3 retries connection errors, and 429/5xx on idempotent methods only
         # (a retried prepare-upload could reserve the same files twice).
@@ -53,7 +102,11 @@ class Api:
             raise_on_status=False,
         )
         self.http = _session(api_retry, pool_size)
-        # S3 PUTs: the uploader retries them itself, since a retry may need a fresh URL.
+        if token and token.strip():  # an empty IMAGE_UPLOADS_TOKEN is no token
+            self.http.auth = BearerAuth(token)
+        # S3 PUTs: the uploader retries them itself, since a retry may need a fresh URL. A session of
+        # their own, without the token: a presigned URL is its own authorization, and S3 would refuse
+        # a request that carries both.
         self.s3 = _session(Retry(total=0, raise_on_status=False), pool_size)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
@@ -91,6 +144,27 @@ class Api:
 
     def delete(self, image_id: int) -> dict:
         return self._call("DELETE", f"/images/{image_id}").json()
+
+    # -- datasets and members (AuthMode=jwt) ----------------------------------------------------
+
+    def create_dataset(self, dataset: int) -> tuple[dict, bool]:
+        """(`{dataset_id, role}`, whether it was created now: False when the caller owned it already)."""
+        response = self._call("PUT", f"/datasets/{dataset}")
+        return response.json(), response.status_code == 201
+
+    def datasets(self) -> list[dict]:
+        return self._call("GET", "/datasets").json()
+
+    def members(self, dataset: int) -> list[dict]:
+        return self._call("GET", f"/datasets/{dataset}/members").json()
+
+    def share(self, dataset: int, sub: str, role: str) -> dict:
+        return self._call("PUT", _member_path(dataset, sub), json={"role": role}).json()
+
+    def unshare(self, dataset: int, sub: str) -> dict:
+        return self._call("DELETE", _member_path(dataset, sub)).json()
+
+    # -- S3 --------------------------------------------------------------------------------------
 
     def put(self, url: str, body: BinaryIO, size: int, mime_type: str) -> requests.Response:
         """PUT to a presigned URL; it signs Content-Type and Content-Length, so both are exact."""

@@ -104,3 +104,23 @@ def print_images(console: Console, images: list[dict]) -> None:
         table.add_row(str(image["id"]), Text(image["filename"]), decimal(image["file_size"]), status, dims)
     console.print(table)
     console.print(f"{len(images)} image(s)", highlight=False)
+
+
+def print_datasets(console: Console, datasets: list[dict]) -> None:
+    table = Table()
+    table.add_column("dataset", justify="right")
+    table.add_column("role")
+    for access in sorted(datasets, key=lambda a: a["dataset_id"]):
+        table.add_row(str(access["dataset_id"]), access["role"])
+    console.print(table)
+    console.print(f"{len(datasets)} dataset(s)", highlight=False)
+
+
+def print_members(console: Console, members: list[dict]) -> None:
+    table = Table()
+    table.add_column("sub", overflow="fold")
+    table.add_column("role")
+    for member in members:
+        table.add_row(Text(member["sub"]), member["role"])  # Text: a sub is not rich markup
+    console.print(table)
+    console.print(f"{len(members)} member(s)", highlight=False)

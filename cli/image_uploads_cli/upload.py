@@ -108,6 +108,11 @@ class Uploader:
         self._lock = threading.Lock()
         self._files_done = 0
 
+    @property
+    def files_sent(self) -> int:
+        """Files PUT so far (stored; the S3 trigger judges them whatever happens to this run)."""
+        return self._files_done
+
     def run(self, plan: Plan) -> Summary:
         summary = Summary(plan)
         self.task = self.progress.add_task(
