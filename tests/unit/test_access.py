@@ -196,7 +196,7 @@ def test_creating_a_dataset_twice_is_idempotent_for_its_owner(world, auth):
 def test_a_member_needs_a_known_role_and_a_printable_sub(world, auth):
     alice = auth("alice")
     assert grant(alice, DATASET, "frank", "admin").status == 422
-    for sub in ("#dataset", "a\x01b", "x" * 256):
+    for sub in ("#dataset", "a\x01b", "a/b", "x" * 256):
         assert grant(alice, DATASET, sub, "viewer").status == 422, sub
 
 

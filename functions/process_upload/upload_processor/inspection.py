@@ -157,7 +157,9 @@ class CountingStream(io.RawIOBase):
         while len(self._buffer) < end and not self._exhausted:
             have = len(self._buffer)
             # Read ahead (doubling, bounded) so Pillow's many small reads don't each hit the network.
-            want = min(max(end - have, min(max(have, _MIN_CHUNK), _MAX_CHUNK)), self._size - have)
+            # Never more than _MAX_CHUNK at once: the buffer grows by small steps, not by a copy of
+            # the whole object beside the object (pull_all() asks for everything).
+            want = min(max(end - have, max(have, _MIN_CHUNK)), _MAX_CHUNK, self._size - have)
             chunk = self._source.read(want)
             if not chunk:
                 self._exhausted = True

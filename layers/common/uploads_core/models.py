@@ -184,8 +184,9 @@ class Role(StrEnum):
 
 
 # A member's `sub` as tokens carry it (Cognito uuids, Auth0 "auth0|..."): printable, at most 255
-# characters, not starting with "#" (the members table's own items).
-SUB_PATTERN = r"^[^#\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,254}$"
+# characters, no "/" (it is one path segment of the member routes), not starting with "#" (the
+# members table's own items).
+SUB_PATTERN = r"^[^#/\x00-\x1f\x7f][^/\x00-\x1f\x7f]{0,254}$"
 
 
 class DatasetAccess(BaseModel):
