@@ -1,5 +1,11 @@
 // Upload page: prepare-upload, PUT each file to its presigned URL, confirm, then poll the verdict.
 // Plain JS, no build step. File names are user data: they only ever go through textContent.
+//
+// The page talks to one API only, the one it was deployed with: config.json beside the page says
+// {"api": "<base URL>"} when the API is elsewhere (absent: this page's own origin), and
+// {"oidc": {"issuer", "client_id"}} for "Sign in" (authorization code + PKCE). Nothing in the page's
+// URL can change either. The token lives in sessionStorage (this tab only, gone when it closes) and
+// goes as `Authorization: Bearer` to the API only, never to S3 (presigned URLs carry their own rights).
 "use strict";
 
 (() => {
@@ -11,12 +17,23 @@
   const PUT_ATTEMPTS = 3; // a failed PUT is tried again twice, each time with a fresh URL
   const POLL_PARALLEL = 4;
   const VERDICT_TIMEOUT_MS = 60000;
-  const params = new URLSearchParams(location.search);
-  const GRID_PAGE = Number(params.get("page_size")) || 24; // thumbnails per page of the grid
+  // sessionStorage keys (this tab only). localStorage is never written: it outlives the session and
+  // is shared by every tab of the origin.
+  const TOKEN = "uploads.token";
+  const USER = "uploads.user"; // who signed in, for display only
+  const SIGN_IN = "uploads.sign-in"; // {state, verifier, redirect, search} while the issuer is asked
+  const DATASET = "uploads.dataset";
+  const OLD_LOCAL_KEYS = ["uploads.api", "uploads.dataset"]; // what earlier versions kept in localStorage
+  const SIGN_IN_PARAMS = ["code", "state", "error", "error_description", "error_uri", "iss", "session_state"];
 
   const $ = (id) => document.getElementById(id);
   const items = []; // {file, path, mime, state, row, sent, imageId, url, since}
   const watching = new Set();
+  let params = new URLSearchParams(location.search);
+  let gridPage = 24; // thumbnails per page of the grid (?page_size=)
+  let config = null; // {api, oidc: {issuer, client_id, scope} | null} once config.json is read
+  let token = "";
+  let datasets = null; // [{dataset_id, role}] of the caller, or null: any dataset id (open API, or no token)
   let running = false;
   let polling = false;
   let gridCursor = null;
@@ -24,21 +41,97 @@
 
   class Unreachable extends Error {}
 
-  // --- settings --------------------------------------------------------------------------------
-
-  function apiBase() {
-    const typed = $("api").value.trim().replace(/\/+$/, "");
-    return typed || (location.protocol.startsWith("http") ? location.origin : "");
+  class ApiError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
   }
 
-  function datasetId() {
-    const value = $("dataset").value.trim();
-    return /^[1-9]\d*$/.test(value) ? value : null;
+  // --- storage ---------------------------------------------------------------------------------
+
+  const session = {
+    get(key) {
+      try {
+        return sessionStorage.getItem(key) || "";
+      } catch {
+        return "";
+      }
+    },
+    set(key, value) {
+      try {
+        if (value) sessionStorage.setItem(key, value);
+        else sessionStorage.removeItem(key);
+      } catch {
+        /* storage disabled: the setting lasts as long as the page */
+      }
+    },
+  };
+
+  function forgetOldSettings() {
+    // Earlier versions kept the API URL (settable by ?api=) and the dataset in localStorage.
+    try {
+      const dataset = localStorage.getItem("uploads.dataset");
+      if (dataset && !session.get(DATASET)) session.set(DATASET, dataset);
+      for (const key of OLD_LOCAL_KEYS) if (localStorage.getItem(key) !== null) localStorage.removeItem(key);
+    } catch {
+      /* storage disabled: nothing was kept either */
+    }
   }
 
-  function remember() {
-    localStorage.setItem("uploads.dataset", $("dataset").value.trim());
-    localStorage.setItem("uploads.api", $("api").value.trim());
+  // --- configuration: config.json beside the page ------------------------------------------------
+
+  const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+  // An absolute https: URL (http: only on this machine): a base URL without trailing slashes, or
+  // (exact) an endpoint of the issuer's, kept as given, query included.
+  function endpoint(value, name, { exact = false } = {}) {
+    let url;
+    try {
+      url = new URL(String(value));
+    } catch {
+      throw new Error(`${name} is not an absolute URL (${String(value).slice(0, 100)})`);
+    }
+    if (!(url.protocol === "https:" || (url.protocol === "http:" && LOOPBACK.has(url.hostname)))) {
+      throw new Error(`${name} must be an https: URL (http: only for localhost), not ${url.origin}`);
+    }
+    if (url.username || url.password || url.hash || (url.search && !exact)) {
+      throw new Error(`${name} must be a plain URL, without credentials, query or fragment`);
+    }
+    return exact ? url.href : url.origin + url.pathname.replace(/\/+$/, "");
+  }
+
+  function parseConfig(raw) {
+    if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new Error("config.json is not a JSON object");
+    const api = raw.api ? endpoint(raw.api, "config.json: api") : location.origin;
+    let oidc = null;
+    if (raw.oidc) {
+      const { issuer, client_id: clientId, scope } = raw.oidc;
+      if (typeof clientId !== "string" || !clientId) throw new Error("config.json: oidc.client_id is missing");
+      oidc = { issuer: endpoint(issuer, "config.json: oidc.issuer"), client_id: clientId, scope: typeof scope === "string" && scope ? scope : "openid" };
+    }
+    return { api, oidc };
+  }
+
+  async function loadConfig() {
+    if (!location.protocol.startsWith("http")) {
+      throw new Error("Serve this page over HTTP(S), beside its config.json: opened as a file it has no API.");
+    }
+    let response;
+    try {
+      response = await fetch("config.json", { cache: "no-store", redirect: "error" });
+    } catch {
+      throw new Error("This page's config.json could not be fetched (network error): reload the page.");
+    }
+    if (response.status === 404) return parseConfig({}); // no config: the API is this page's origin
+    if (!response.ok) throw new Error(`This page's config.json answered ${response.status}: reload the page.`);
+    let raw;
+    try {
+      raw = await response.json();
+    } catch {
+      throw new Error("This page's config.json is not valid JSON.");
+    }
+    return parseConfig(raw);
   }
 
   // --- messages --------------------------------------------------------------------------------
@@ -56,15 +149,16 @@
   // --- API -------------------------------------------------------------------------------------
 
   async function api(path, options = {}) {
-    const base = apiBase();
-    if (!base) throw new Error("Set the API URL: this page is not served over HTTP.");
+    if (!config) throw new Error("The page is not configured yet.");
+    const sent = token;
+    const headers = options.body ? { "Content-Type": "application/json" } : {};
+    if (sent) headers.Authorization = `Bearer ${sent}`; // the API only: S3 URLs are presigned
     let response;
     try {
-      const headers = options.body ? { "Content-Type": "application/json" } : {};
-      response = await fetch(base + path, { ...options, headers });
+      response = await fetch(config.api + path, { ...options, headers, redirect: "error" });
     } catch {
       throw new Unreachable(
-        `The API at ${base} is unreachable: network error, or its CORS rules do not allow this page's origin (${location.origin}).`,
+        `The API at ${config.api} is unreachable: network error, or its CORS rules do not allow this page's origin (${location.origin}).`,
       );
     }
     const text = await response.text();
@@ -74,8 +168,9 @@
     } catch {
       /* not JSON: keep the text */
     }
-    if (!response.ok) throw new Error(`The API answered ${response.status}: ${describeError(body)}`);
-    return { body, headers: response.headers };
+    if (response.status === 401) throw refused(sent);
+    if (!response.ok) throw new ApiError(response.status, `The API answered ${response.status}: ${describeError(body)}${hint(response.status, path)}`);
+    return { body, headers: response.headers, status: response.status };
   }
 
   function describeError(body) {
@@ -85,6 +180,298 @@
     if (body && typeof body.detail === "string") return body.detail;
     if (body && body.message) return body.message;
     return String(body ?? "").slice(0, 200) || "no details";
+  }
+
+  function hint(status, path) {
+    if (!token) return "";
+    if (status === 404 && path.startsWith("/datasets/")) return " (it does not exist, or you are not one of its members)";
+    if (status === 403) return " (ask one of the dataset's owners for that role)";
+    return "";
+  }
+
+  // A 401: no token, or the one sent was refused (expired, revoked, another issuer's): signed out.
+  function refused(sent) {
+    const oidc = Boolean(config.oidc);
+    if (!sent) {
+      return new ApiError(401, oidc
+        ? "The API needs you to sign in (401 Unauthorized): click “Sign in”."
+        : "The API needs a token (401 Unauthorized): paste one in the Token field.");
+    }
+    if (sent === token) signOut({ everything: false });
+    return new ApiError(401, oidc
+      ? "The API refused your sign-in (401 Unauthorized): it has expired. You are signed out: sign in again."
+      : "The API refused the token (401 Unauthorized): it has expired or is not valid. It was cleared: paste a new one.");
+  }
+
+  // --- signing in: authorization code flow with PKCE (S256), tokens in sessionStorage -----------
+
+  function base64url(bytes) {
+    let text = "";
+    for (const byte of new Uint8Array(bytes)) text += String.fromCharCode(byte);
+    return btoa(text).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  const randomString = (bytes) => base64url(crypto.getRandomValues(new Uint8Array(bytes)));
+
+  // The issuer's endpoints, from its discovery document (whose issuer must be the configured one).
+  async function discover() {
+    const { issuer } = config.oidc;
+    let response;
+    try {
+      response = await fetch(`${issuer}/.well-known/openid-configuration`, { cache: "no-store", redirect: "error" });
+    } catch {
+      throw new Unreachable(`The sign-in service at ${issuer} is unreachable: network error, or its CORS rules do not allow this page's origin.`);
+    }
+    if (!response.ok) throw new Error(`The sign-in service at ${issuer} answered ${response.status} for its discovery document.`);
+    const doc = await response.json().catch(() => ({}));
+    if (typeof doc.issuer !== "string" || doc.issuer.replace(/\/+$/, "") !== issuer) {
+      throw new Error(`The discovery document of ${issuer} names another issuer (${String(doc.issuer).slice(0, 100)}): sign-in refused.`);
+    }
+    return {
+      authorize: endpoint(doc.authorization_endpoint, "The issuer's authorization_endpoint", { exact: true }),
+      token: endpoint(doc.token_endpoint, "The issuer's token_endpoint", { exact: true }),
+    };
+  }
+
+  const redirectUri = () => location.origin + location.pathname; // the page itself, without query
+
+  async function signIn() {
+    clearMessage();
+    if (!window.crypto || !crypto.subtle) {
+      showMessage("Signing in needs a secure page (HTTPS, or http://localhost).");
+      return;
+    }
+    $("sign-in").disabled = true;
+    try {
+      const endpoints = await discover();
+      const verifier = randomString(32); // 43 characters
+      const challenge = base64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+      const state = randomString(16);
+      const search = withoutSignInParams(location.search);
+      session.set(SIGN_IN, JSON.stringify({ state, verifier, redirect: redirectUri(), search }));
+      const url = new URL(endpoints.authorize);
+      for (const [name, value] of Object.entries({
+        response_type: "code",
+        client_id: config.oidc.client_id,
+        redirect_uri: redirectUri(),
+        scope: config.oidc.scope,
+        state,
+        code_challenge: challenge,
+        code_challenge_method: "S256",
+      })) url.searchParams.set(name, value);
+      location.assign(url.href);
+    } catch (error) {
+      $("sign-in").disabled = false;
+      showMessage(error.message);
+    }
+  }
+
+  function withoutSignInParams(search) {
+    const query = new URLSearchParams(search);
+    SIGN_IN_PARAMS.forEach((name) => query.delete(name));
+    const text = query.toString();
+    return text ? `?${text}` : "";
+  }
+
+  // Back from the issuer with ?code=&state= (or ?error=): check the state, trade the code for tokens.
+  async function completeSignIn() {
+    const answer = new URLSearchParams(location.search);
+    if (!answer.has("code") && !answer.has("error")) return;
+    let pending = null;
+    try {
+      pending = JSON.parse(session.get(SIGN_IN) || "null");
+    } catch {
+      /* unreadable: as if absent */
+    }
+    session.set(SIGN_IN, ""); // one answer per request, whatever follows
+    // The code leaves the address bar (and the history) before anything else happens.
+    history.replaceState(null, "", location.pathname + (pending ? pending.search : withoutSignInParams(location.search)));
+    params = new URLSearchParams(location.search);
+    if (!config.oidc) return;
+    if (!pending || !pending.state || answer.get("state") !== pending.state) {
+      throw new Error("A sign-in answer arrived that this tab did not ask for (its state does not match): ignored. Sign in again.");
+    }
+    if (answer.has("iss") && answer.get("iss").replace(/\/+$/, "") !== config.oidc.issuer) {
+      throw new Error("The sign-in answer comes from another issuer: ignored. Sign in again.");
+    }
+    if (answer.has("error")) {
+      throw new Error(`Sign-in failed: ${answer.get("error_description") || answer.get("error")}`);
+    }
+    const endpoints = await discover();
+    let response;
+    try {
+      response = await fetch(endpoints.token, {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "authorization_code",
+          code: answer.get("code"),
+          redirect_uri: pending.redirect,
+          client_id: config.oidc.client_id,
+          code_verifier: pending.verifier,
+        }),
+        cache: "no-store",
+        redirect: "error",
+      });
+    } catch {
+      throw new Unreachable(`The sign-in service's token endpoint (${new URL(endpoints.token).origin}) is unreachable, or its CORS rules do not allow this page's origin.`);
+    }
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw new Error(`Sign-in failed: the token endpoint answered ${response.status} (${body.error_description || body.error || "no details"}). Sign in again.`);
+    }
+    // The access token is what an API authorizes (Cognito's has the client as client_id, others as aud);
+    // an issuer that gives none (pure OpenID Connect) leaves the id token, whose aud is the client.
+    const chosen = body.access_token || body.id_token;
+    if (typeof chosen !== "string" || !chosen) throw new Error("Sign-in failed: the token endpoint gave no token.");
+    const claims = { ...claimsOf(body.access_token), ...claimsOf(body.id_token) };
+    const name = claims.preferred_username || claims.email || claims["cognito:username"] || claims.username || claims.sub || "";
+    setToken(chosen, `${name}`.slice(0, 100));
+  }
+
+  // A JWT's claims, for display only (the API checks the signature; the page never trusts them).
+  function claimsOf(jwt) {
+    try {
+      const part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const bytes = Uint8Array.from(atob(part.padEnd(Math.ceil(part.length / 4) * 4, "=")), (c) => c.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder().decode(bytes));
+      return claims && typeof claims === "object" ? claims : {};
+    } catch {
+      return {};
+    }
+  }
+
+  function setToken(value, user = "") {
+    token = value;
+    session.set(TOKEN, value);
+    session.set(USER, value ? user : "");
+    renderAuth();
+  }
+
+  // Sign out: everything this tab kept goes ("Sign out"); a refused token only takes itself away.
+  function signOut({ everything }) {
+    if (everything) {
+      try {
+        sessionStorage.clear();
+      } catch {
+        /* storage disabled */
+      }
+    }
+    setToken("");
+    useNumberField();
+  }
+
+  function useTypedToken() {
+    const typed = $("token").value.trim().replace(/^Bearer\s+/i, "");
+    if (typed && !/^[\x21-\x7e]+$/.test(typed)) {
+      showMessage("A token is one word of printable ASCII characters: check what was pasted.");
+      return;
+    }
+    if (typed === token) return;
+    clearMessage();
+    setToken(typed);
+    refreshDatasets(datasetId());
+  }
+
+  function renderAuth() {
+    const oidc = Boolean(config && config.oidc);
+    $("sign-in").hidden = !oidc || Boolean(token);
+    $("sign-in").disabled = false;
+    $("user").hidden = !oidc || !token;
+    $("sign-out").hidden = !oidc || !token;
+    $("user").textContent = token ? `Signed in${session.get(USER) ? ` as ${session.get(USER)}` : ""}` : "";
+    $("token-form").hidden = !config || oidc;
+    if (!oidc && $("token").value.trim().replace(/^Bearer\s+/i, "") !== token) $("token").value = token;
+    $("note").hidden = !oidc || Boolean(token);
+    $("note").textContent = "Sign in to see your datasets and upload.";
+  }
+
+  // --- datasets --------------------------------------------------------------------------------
+
+  // Signed in: the caller's datasets (GET /datasets) in a list; an open API (409) or no token: any id.
+  async function refreshDatasets(preferred) {
+    if (!token) {
+      useNumberField();
+      return;
+    }
+    let list;
+    try {
+      ({ body: list } = await api("/datasets"));
+    } catch (error) {
+      useNumberField();
+      if (error.status !== 409) showMessage(error.message); // 409: an open API, no members, any dataset
+      return;
+    }
+    useList(Array.isArray(list) ? list : [], preferred);
+  }
+
+  function useNumberField() {
+    const current = datasetId();
+    datasets = null;
+    if (current) $("dataset").value = current;
+    $("dataset-number").hidden = false;
+    $("dataset-pick").hidden = true;
+    $("create").hidden = true;
+  }
+
+  function useList(list, preferred) {
+    datasets = [...list].sort((a, b) => a.dataset_id - b.dataset_id);
+    const select = $("datasets");
+    select.replaceChildren();
+    for (const { dataset_id: id, role } of datasets) {
+      const option = new Option(`${id} · ${role}`, String(id));
+      option.dataset.role = role;
+      select.appendChild(option);
+    }
+    const wanted = /^[1-9]\d*$/.test(String(preferred || "")) ? String(preferred) : "";
+    if (wanted && !datasets.some((d) => String(d.dataset_id) === wanted)) {
+      // Asked for by the link or earlier: kept, so that the API says what it thinks of it.
+      select.appendChild(new Option(`${wanted} · not in your list`, wanted));
+    }
+    if (!select.options.length) {
+      const none = new Option("none yet: create one", "");
+      none.disabled = true;
+      select.appendChild(none);
+    }
+    select.value = wanted || (datasets.length ? String(datasets[0].dataset_id) : "");
+    $("dataset-number").hidden = true;
+    $("dataset-pick").hidden = false;
+    $("create").hidden = false;
+  }
+
+  function datasetId() {
+    const value = (datasets ? $("datasets").value : $("dataset").value).trim();
+    return /^[1-9]\d*$/.test(value) ? value : null;
+  }
+
+  function roleOf(dataset) {
+    const found = (datasets || []).find((d) => String(d.dataset_id) === dataset);
+    return found ? found.role : null;
+  }
+
+  function remember() {
+    session.set(DATASET, datasetId() || "");
+  }
+
+  async function createDataset() {
+    const id = $("new-dataset").value.trim();
+    if (!/^[1-9]\d*$/.test(id)) {
+      showMessage("A dataset id is a positive whole number.");
+      return;
+    }
+    clearMessage();
+    $("create-button").disabled = true;
+    try {
+      await api(`/datasets/${id}`, { method: "PUT" });
+      $("new-dataset").value = "";
+      await refreshDatasets(id);
+      remember();
+      loadGrid(true);
+    } catch (error) {
+      showMessage(error.status === 409 ? `${error.message} (someone else's: ask one of its owners to add you)` : error.message);
+    } finally {
+      $("create-button").disabled = false;
+    }
   }
 
   // --- the file list ---------------------------------------------------------------------------
@@ -175,7 +562,7 @@
     }
     $("summary").textContent = parts.join(" · ");
     $("start").textContent = ready ? `Upload ${ready} file${ready === 1 ? "" : "s"}` : "Upload";
-    $("start").disabled = running || ready === 0;
+    $("start").disabled = !config || running || ready === 0;
     $("clear").disabled = running || watching.size > 0;
   }
 
@@ -185,7 +572,7 @@
     if (running) return;
     const dataset = datasetId();
     if (!dataset) {
-      showMessage("Choose a dataset id (a positive whole number) first.");
+      showMessage(datasets ? "Choose a dataset, or create one, first." : "Choose a dataset id (a positive whole number) first.");
       return;
     }
     remember();
@@ -364,16 +751,16 @@
 
   async function loadGrid(reset) {
     const dataset = datasetId();
-    if (!dataset) return;
+    if (!dataset || !config) return;
     const generation = reset ? ++gridGeneration : gridGeneration;
-    const query = new URLSearchParams({ limit: GRID_PAGE, status: "uploaded" });
+    const query = new URLSearchParams({ limit: gridPage, status: "uploaded" });
     if (!reset && gridCursor) query.set("cursor", gridCursor);
     $("more").disabled = true;
     try {
       const { body, headers } = await api(`/datasets/${dataset}/images/with-urls?${query}`);
       if (generation !== gridGeneration) return; // another dataset was asked for meanwhile
       if (reset) $("grid").replaceChildren();
-      $("grid-dataset").textContent = dataset;
+      showGridTitle(dataset);
       for (const image of body) $("grid").appendChild(card(image));
       gridCursor = headers.get("X-Next-Cursor");
       $("more").hidden = !gridCursor;
@@ -384,10 +771,21 @@
         $("grid").appendChild(empty);
       }
     } catch (error) {
+      if (reset && generation === gridGeneration) {
+        // Not another dataset's thumbnails under this one's name.
+        $("grid").replaceChildren();
+        showGridTitle(dataset);
+        $("more").hidden = true;
+      }
       showMessage(error.message);
     } finally {
       $("more").disabled = false;
     }
+  }
+
+  function showGridTitle(dataset) {
+    const role = roleOf(dataset);
+    $("grid-dataset").textContent = role ? `${dataset} (${role})` : dataset;
   }
 
   function card(image) {
@@ -424,9 +822,6 @@
   }
 
   function wire() {
-    $("dataset").value = params.get("dataset") || localStorage.getItem("uploads.dataset") || "";
-    $("api").value = params.get("api") || localStorage.getItem("uploads.api") || "";
-
     for (const input of [$("files"), $("folder")]) {
       input.addEventListener("change", () => {
         addFiles([...input.files].map((f) => [f, f.webkitRelativePath || f.name]));
@@ -466,13 +861,61 @@
     });
     $("settings").addEventListener("submit", (event) => {
       event.preventDefault();
+      if (!config) return;
+      if (!datasetId()) {
+        showMessage(datasets ? "Choose a dataset, or create one, first." : "Choose a dataset id (a positive whole number) first.");
+        return;
+      }
       remember();
       clearMessage();
       loadGrid(true);
     });
+    $("datasets").addEventListener("change", () => {
+      remember();
+      clearMessage();
+      loadGrid(true);
+    });
+    $("create").addEventListener("submit", (event) => {
+      event.preventDefault();
+      createDataset();
+    });
+    $("sign-in").addEventListener("click", signIn);
+    $("sign-out").addEventListener("click", () => {
+      signOut({ everything: true });
+      clearMessage();
+    });
+    $("token-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      useTypedToken();
+    });
+    $("token").addEventListener("change", useTypedToken);
     $("more").addEventListener("click", () => loadGrid(false));
-    if (datasetId()) loadGrid(true);
   }
 
-  wire();
+  async function init() {
+    forgetOldSettings();
+    wire();
+    try {
+      config = await loadConfig();
+    } catch (error) {
+      showMessage(error.message); // nothing is sent anywhere without a valid configuration
+      return;
+    }
+    token = session.get(TOKEN);
+    renderAuth();
+    try {
+      await completeSignIn();
+    } catch (error) {
+      showMessage(error.message);
+    }
+    gridPage = Number(params.get("page_size")) || 24;
+    const preferred = params.get("dataset") || session.get(DATASET);
+    if (/^[1-9]\d*$/.test(preferred || "")) $("dataset").value = preferred;
+    await refreshDatasets(preferred);
+    update();
+    // Signed out of a deployment with sign-in: the note says to sign in; asking the API would only 401.
+    if (datasetId() && (token || !config.oidc)) loadGrid(true);
+  }
+
+  init();
 })();

@@ -1,15 +1,22 @@
 """The upload page of web/ in a real (headless) Chromium against the local stack.
 
 Chromium comes from the system (`make browser-deps`), never from `playwright install`: without it
-this test fails, it does not skip.
+this test fails, it does not skip. The open stack (`make run`) has no sign-in; the jwt stack (`make run
+AUTH=jwt`) gives the page its local issuer through /config.json.
 """
 
+import base64
+import json
 import re
 import shutil
+import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from playwright.sync_api import expect, sync_playwright
 
 from tests import sample_images
@@ -36,11 +43,77 @@ def chromium() -> str:
     return found
 
 
+def origin(url: str) -> str:
+    return "{0.scheme}://{0.netloc}".format(urlsplit(url))
+
+
+@contextmanager
+def chromium_browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class RequestLog:
+    """Every request the page makes, as playwright sees it (headers read once the page is done)."""
+
+    def __init__(self, page) -> None:
+        self.requests = []
+        page.on("request", lambda request: self.requests.append(request))
+
+    def urls(self) -> list[str]:
+        return [r.url for r in self.requests]
+
+    def to(self, url_origin: str) -> list:
+        return [r for r in self.requests if origin(r.url) == url_origin]
+
+
+def elsewhere(urls: list[str], *origins: str) -> list[str]:
+    """The URLs that are neither on one of `origins` nor the page's own data: and blob: URLs."""
+    return [u for u in urls if origin(u) not in origins and not u.startswith(("data:", "blob:"))]
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def storage(page, kind: str) -> dict:
+    return page.evaluate(f"() => Object.fromEntries(Object.entries({kind}))")
+
+
+def wait_until_settled(page, timeout: int = 30_000) -> None:
+    page.wait_for_function(
+        f"""() => {{
+            const rows = [...document.querySelectorAll('#rows tr')];
+            return rows.length && rows.every(r => {list(FINAL_STATES)!r}.includes(r.dataset.state));
+        }}""",
+        timeout=timeout,
+    )
+
+
+def claims(token: str) -> dict:
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def sign_in(page, sub: str) -> None:
+    """Click "Sign in", answer the local issuer's page as `sub`, and wait to be back signed in."""
+    page.click("#sign-in")
+    page.wait_for_url(re.compile(r".*/_local/oidc/authorize\?.*"))
+    page.get_by_label("User").fill(sub)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#user")).to_have_text(f"Signed in as {sub}")
+
+
 def test_the_page_and_its_files_are_served_at_the_root_and_under_web(stack):
     index = stack.http.get(stack.url("/"))
     assert index.status_code == 200
     assert index.headers["Content-Type"] == "text/html; charset=utf-8"
     assert '<script src="app.js">' in index.text
+    assert 'id="api"' not in index.text  # the API is the deployment's, not the visitor's
     assert stack.http.get(stack.url("/web/")).text == index.text
     for path in ("/app.js", "/web/app.js"):
         script = stack.http.get(stack.url(path))
@@ -53,6 +126,18 @@ def test_the_page_and_its_files_are_served_at_the_root_and_under_web(stack):
     assert stack.http.post(stack.url("/"), data=b"x").status_code == 404
     assert stack.http.head(stack.url("/web/index.html")).status_code == 200
     assert stack.http.get(stack.url("/openapi.json")).json()["openapi"]
+
+
+def test_the_stack_serves_the_pages_config(stack, jwt_stack):
+    for path in ("/config.json", "/web/config.json"):
+        answer = stack.http.get(stack.url(path))
+        assert answer.status_code == 200
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.json() == {}  # open: the API is the page's own origin, no sign-in
+    config = requests.get(jwt_stack.url("/config.json"), timeout=10).json()
+    assert config == {"oidc": {"issuer": jwt_stack.issuer, "client_id": "image-uploads-local"}}
+    discovery = requests.get(f"{jwt_stack.issuer}/.well-known/openid-configuration", timeout=10)
+    assert discovery.json()["issuer"] == jwt_stack.issuer
 
 
 def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
@@ -170,14 +255,87 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
 
 
 def test_an_unreachable_api_is_said_so(stack):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(stack.url(f"/?dataset={stack.dataset()}&api=http://127.0.0.1:9"))
-            expect(page.locator("#message")).to_contain_text("The API at http://127.0.0.1:9 is unreachable")
-        finally:
-            browser.close()
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        # A deployment whose config.json names an API that does not answer.
+        page.route(stack.url("/config.json"), lambda route: route.fulfill(json={"api": "http://127.0.0.1:9"}))
+        page.goto(stack.url(f"/?dataset={stack.dataset()}"))
+        expect(page.locator("#message")).to_contain_text("The API at http://127.0.0.1:9 is unreachable")
+
+
+def test_without_config_the_api_is_the_pages_origin(stack):
+    dataset = stack.dataset()
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        page.route(stack.url("/config.json"), lambda route: route.fulfill(status=404, body="Not Found"))
+        log = RequestLog(page)
+        page.goto(stack.url(f"/?dataset={dataset}"))
+        expect(page.locator("#grid-dataset")).to_have_text(str(dataset))
+        expect(page.locator("#grid")).to_contain_text("No uploaded image yet.")
+        expect(page.locator("#token")).to_be_visible()  # no issuer: a token field, empty for an open API
+        expect(page.locator("#sign-in")).to_be_hidden()
+        expect(page.locator("#message")).to_be_hidden()
+        listed = [r for r in log.requests if urlsplit(r.url).path == f"/datasets/{dataset}/images/with-urls"]
+    assert [origin(r.url) for r in listed] == [origin(stack.api)]
+    assert "authorization" not in listed[0].headers
+
+
+def test_a_bad_config_sends_nothing(stack):
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        page.route(
+            stack.url("/config.json"), lambda route: route.fulfill(json={"api": "http://evil.example"})
+        )
+        log = RequestLog(page)
+        page.goto(stack.url(f"/?dataset={stack.dataset()}"))
+        expect(page.locator("#message")).to_contain_text("config.json: api must be an https: URL")
+        page.wait_for_timeout(300)
+        assert [u for u in log.urls() if urlsplit(u).hostname == "evil.example"] == []
+        expect(page.locator("#start")).to_be_disabled()
+
+
+def test_the_page_url_cannot_send_files_or_tokens_elsewhere(stack, tmp_path):
+    dataset = stack.dataset()
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(sample_images.jpeg(320, 240))
+    evil = "https://evil.example"
+    query = f"?api={evil}&dataset={dataset}&issuer={evil}&oidc={evil}&config={evil}/config.json&token=x"
+
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        log = RequestLog(page)
+        # Never reached (the test asserts it): were it asked, it would not leave the machine.
+        page.route(lambda url: urlsplit(url).hostname == "evil.example", lambda route: route.abort())
+        # What an earlier version of the page remembered: cleared once, never used.
+        page.goto(stack.url("/"))
+        page.evaluate(f"() => localStorage.setItem('uploads.api', '{evil}')")
+        page.goto(stack.url(f"/{query}"))
+        expect(page.locator("#dataset")).to_have_value(str(dataset))
+        page.set_input_files("#files", [str(photo)])
+        page.click("#start")
+        wait_until_settled(page)
+        state = page.get_attribute("#rows tr", "data-state")
+        expect(page.locator("#grid img")).to_have_count(1)
+        page.wait_for_function("() => document.querySelector('#grid img').naturalWidth > 0")
+        local, session = storage(page, "localStorage"), storage(page, "sessionStorage")
+        urls = log.urls()
+        api_calls = log.to(origin(stack.api))
+        s3_calls = log.to(stack.aws)
+        authorized = [r.url for r in log.requests if "authorization" in r.all_headers()]
+
+    assert state == "uploaded"
+    assert [u for u in urls if urlsplit(u).hostname == "evil.example"] == []
+    assert elsewhere(urls, origin(stack.api), stack.aws) == []
+    assert {urlsplit(r.url).path for r in api_calls} >= {
+        "/config.json",
+        f"/datasets/{dataset}/images/prepare-upload",
+        f"/datasets/{dataset}/images/confirm-upload",
+    }
+    assert any(r.method == "PUT" for r in s3_calls)  # the bytes went to the presigned URL
+    assert any(r.method == "GET" for r in s3_calls)  # the thumbnail came from it
+    assert local == {}  # the old key is gone, nothing new
+    assert set(session) <= {"uploads.dataset"}
+    assert authorized == []  # open API, no token: no header at all
 
 
 def test_the_bucket_cors_rules_let_the_page_put_and_get(stack):
@@ -194,3 +352,205 @@ def test_the_bucket_cors_rules_let_the_page_put_and_get(stack):
     assert any(allows(rule, "PUT") for rule in rules)
     assert any(allows(rule, "GET") for rule in rules)
     assert any("ETag" in rule.get("ExposeHeaders", []) for rule in rules)
+
+
+def test_signing_in_then_uploading_to_ones_own_dataset(jwt_stack, tmp_path):
+    user, other = f"pat-{uuid.uuid4().hex[:8]}", f"sam-{uuid.uuid4().hex[:8]}"
+    dataset = jwt_stack.dataset()
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(sample_images.jpeg(640, 480))
+    api = origin(jwt_stack.api)
+    errors: list[str] = []
+
+    with chromium_browser() as browser:
+        page = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
+        page.on("pageerror", lambda error: errors.append(str(error)))
+
+        # The page's console errors (CSP violations included); the issuer's sign-in page (which has
+        # no icon, so Chromium asks for /favicon.ico) is not ours.
+        def console_error(message) -> None:
+            url = message.location["url"]
+            if message.type == "error" and "/_local/oidc/" not in url and not url.endswith("/favicon.ico"):
+                errors.append(f"{message.text} ({url})")
+
+        page.on("console", console_error)
+        log = RequestLog(page)
+        page.goto(jwt_stack.url("/"))
+        expect(page.locator("#sign-in")).to_be_visible()
+        expect(page.locator("#token")).to_be_hidden()
+        expect(page.locator("#note")).to_contain_text("Sign in")
+        sign_in(page, user)
+        back_at = page.url
+        signed_in = storage(page, "sessionStorage")
+        local = storage(page, "localStorage")
+        expect(page.locator("#note")).to_be_hidden()
+        expect(page.locator("#create")).to_be_visible()
+
+        page.fill("#new-dataset", str(dataset))
+        page.click("#create-button")
+        expect(page.locator("#datasets")).to_have_value(str(dataset))
+        expect(page.locator("#datasets option:checked")).to_have_text(f"{dataset} · owner")
+        page.set_input_files("#files", [str(photo)])
+        page.click("#start")
+        wait_until_settled(page)
+        state = page.get_attribute("#rows tr", "data-state")
+        status = page.inner_text("#rows td.status")
+        expect(page.locator("#grid img")).to_have_count(1)
+        page.wait_for_function("() => document.querySelector('#grid img').naturalWidth > 0")
+        expect(page.locator("#grid-dataset")).to_have_text(f"{dataset} (owner)")
+        page.screenshot(path=tmp_path / "signed_in.png", full_page=True)
+        s3_calls = log.to(jwt_stack.aws)
+        s3_authorized = [r.url for r in s3_calls if "authorization" in r.all_headers()]
+        api_headers = [
+            (urlsplit(r.url).path, r.all_headers().get("authorization"))
+            for r in log.to(api)
+            if r.method != "OPTIONS" and urlsplit(r.url).path.startswith(("/datasets", "/images"))
+        ]
+        issuer_calls = [urlsplit(r.url).path for r in log.to(api) if "/_local/oidc/" in r.url]
+        strangers = elsewhere(log.urls(), api, jwt_stack.aws)
+
+        page.click("#sign-out")
+        expect(page.locator("#sign-in")).to_be_visible()
+        expect(page.locator("#user")).to_be_hidden()
+        signed_out = storage(page, "sessionStorage")
+        local_after = storage(page, "localStorage")
+
+        # Another user, in a browser context of their own, follows a link to that dataset.
+        other_page = browser.new_context().new_page()
+        other_page.goto(jwt_stack.url(f"/?dataset={dataset}"))
+        sign_in(other_page, other)
+        expect(other_page.locator("#message")).to_contain_text(
+            f"The API answered 404: Dataset {dataset} not found"
+        )
+        offered = other_page.eval_on_selector_all("#datasets option[data-role]", "os => os.map(o => o.value)")
+        other_url = other_page.url
+        expect(other_page.locator("#grid img")).to_have_count(0)
+
+    assert back_at == jwt_stack.url("/")  # the code and state left the address bar
+    assert set(signed_in) == {"uploads.token", "uploads.user"}
+    token = signed_in["uploads.token"]
+    assert claims(token)["sub"] == user
+    assert "scope" in claims(token)  # the access token, not the id token
+    assert local == {}
+    assert local_after == {}
+    assert (state, status) == ("uploaded", "uploaded · 640\u00d7480")
+    assert any(r.method == "PUT" for r in s3_calls)
+    assert s3_authorized == []  # presigned URLs carry their own rights
+    assert api_headers
+    assert all(header == f"Bearer {token}" for _, header in api_headers), api_headers
+    assert {"/datasets", f"/datasets/{dataset}", f"/datasets/{dataset}/images/prepare-upload"} <= {
+        path for path, _ in api_headers
+    }
+    assert {"/_local/oidc/.well-known/openid-configuration", "/_local/oidc/token"} <= set(issuer_calls)
+    assert strangers == []
+    assert signed_out == {}
+    assert offered == []  # the other user has no dataset, and is not shown this one as theirs
+    assert other_url == jwt_stack.url(f"/?dataset={dataset}")  # the link's query came back after sign-in
+    assert errors == []
+    owner = jwt_stack.as_user(user).get(jwt_stack.url(f"/datasets/{dataset}/images"), timeout=10).json()
+    assert [(i["filename"], i["status"]) for i in owner] == [("photo.jpg", "uploaded")]
+
+
+def test_a_forged_sign_in_answer_is_refused(jwt_stack):
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        log = RequestLog(page)
+        page.goto(jwt_stack.url("/?code=stolen&state=guessed&dataset=3"))
+        expect(page.locator("#message")).to_contain_text("this tab did not ask for")
+        expect(page.locator("#sign-in")).to_be_visible()
+        url = page.url
+        session = storage(page, "sessionStorage")
+    assert url == jwt_stack.url("/?dataset=3")
+    assert "uploads.token" not in session
+    assert not [u for u in log.urls() if u.endswith("/token")]  # the code was never traded
+
+
+def test_an_expired_sign_in_signs_out_with_a_message(jwt_stack):
+    expired = jwt_stack.dev_token(f"ann-{uuid.uuid4().hex[:8]}", ttl=1)
+    deadline = time.monotonic() + 15
+    while requests.get(jwt_stack.url("/datasets"), headers=bearer(expired), timeout=10).status_code != 401:
+        assert time.monotonic() < deadline, "a token of 1 second was still accepted after 15"
+        time.sleep(0.2)
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        page.goto(jwt_stack.url("/"))
+        expect(page.locator("#sign-in")).to_be_visible()
+        # As if signed in an hour ago in this tab: the page asks for the datasets, the API says 401.
+        page.evaluate(
+            """([token]) => { sessionStorage.setItem("uploads.token", token);
+                              sessionStorage.setItem("uploads.user", "ann"); }""",
+            [expired],
+        )
+        page.reload()
+        expect(page.locator("#message")).to_contain_text("The API refused your sign-in (401 Unauthorized)")
+        expect(page.locator("#sign-in")).to_be_visible()
+        expect(page.locator("#user")).to_be_hidden()
+        session = storage(page, "sessionStorage")
+    assert "uploads.token" not in session
+
+
+def test_a_pasted_token_works_and_an_expired_one_is_refused(jwt_stack, tmp_path):
+    user, viewer = f"kim-{uuid.uuid4().hex[:8]}", f"lou-{uuid.uuid4().hex[:8]}"
+    dataset = jwt_stack.dataset()
+    owner = jwt_stack.as_user(user)
+    assert owner.put(jwt_stack.url(f"/datasets/{dataset}"), timeout=10).status_code == 201
+    grant = owner.put(
+        jwt_stack.url(f"/datasets/{dataset}/members/{viewer}"), json={"role": "viewer"}, timeout=10
+    )
+    assert grant.status_code == 200, grant.text
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(sample_images.jpeg(200, 100))
+
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        # A deployment without sign-in: its users get tokens elsewhere and paste them.
+        page.route(jwt_stack.url("/config.json"), lambda route: route.fulfill(json={}))
+        log = RequestLog(page)
+        page.goto(jwt_stack.url("/"))
+        expect(page.locator("#token")).to_be_visible()
+        expect(page.locator("#sign-in")).to_be_hidden()
+        expect(page.locator("#token")).to_have_attribute("type", "password")
+
+        token = jwt_stack.dev_token(user)
+        page.fill("#token", token)
+        page.press("#token", "Enter")
+        expect(page.locator("#datasets")).to_have_value(str(dataset))
+        page.set_input_files("#files", [str(photo)])
+        page.click("#start")
+        wait_until_settled(page)
+        state = page.get_attribute("#rows tr", "data-state")
+        stored = storage(page, "sessionStorage").get("uploads.token")
+        local = storage(page, "localStorage")
+        s3_authorized = [r.url for r in log.to(jwt_stack.aws) if "authorization" in r.all_headers()]
+
+        # A viewer sees the dataset with their role, and the API's 403 when they try to upload.
+        page.click("#clear")
+        page.fill("#token", jwt_stack.dev_token(viewer))
+        page.press("#token", "Enter")
+        expect(page.locator("#datasets option:checked")).to_have_text(f"{dataset} · viewer")
+        expect(page.locator("#grid img")).to_have_count(1)
+        page.set_input_files("#files", [str(photo)])
+        page.click("#start")
+        expect(page.locator("#message")).to_contain_text(
+            f"The API answered 403: This needs the editor role in dataset {dataset}; you are a viewer"
+        )
+
+        expired = jwt_stack.dev_token(user, ttl=1)
+        deadline = time.monotonic() + 15
+        while (
+            requests.get(jwt_stack.url("/datasets"), headers=bearer(expired), timeout=10).status_code != 401
+        ):
+            assert time.monotonic() < deadline, "a token of 1 second was still accepted after 15"
+            time.sleep(0.2)
+        page.fill("#token", expired)
+        page.press("#token", "Enter")
+        expect(page.locator("#message")).to_contain_text("The API refused the token (401 Unauthorized)")
+        expect(page.locator("#token")).to_have_value("")
+        expect(page.locator("#dataset")).to_be_visible()
+        after = storage(page, "sessionStorage")
+
+    assert state == "uploaded"
+    assert stored == token
+    assert local == {}
+    assert s3_authorized == []
+    assert "uploads.token" not in after
