@@ -198,7 +198,7 @@ def _authorization_problem(query: Mapping[str, str]) -> str | None:
 
 def _page(action: str) -> bytes:  # the sign-in form
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Local sign-in</title></head>
+<html lang="en"><head><meta charset="utf-8"><title>Local sign-in</title><link rel="icon" href="data:,"></head>
 <body>
 <h1>Local sign-in (dev issuer, no password)</h1>
 <form method="post" action="{html.escape(action)}">
