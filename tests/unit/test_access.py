@@ -236,3 +236,77 @@ def test_members_and_datasets_need_jwt_mode(api):
     reply = api.call("list_datasets")
     assert reply.status == 409
     assert "AuthMode=jwt" in reply.json["detail"]
+
+
+def test_a_removal_based_on_a_role_changed_meanwhile_is_refused(world, auth, monkeypatch):
+    from uploads_core import members_table
+
+    alice, bob = auth("alice"), auth("bob")
+    assert grant(alice, DATASET, "bob", "owner").status == 200
+    # alice read carol's role (viewer); bob makes carol an owner before alice's removal is written.
+    read, go, original = threading.Event(), threading.Event(), members_table.remove
+
+    def remove_later(*args):
+        read.set()
+        assert go.wait(10)
+        return original(*args)
+
+    monkeypatch.setattr(members_table, "remove", remove_later)
+    replies = {}
+    removing = threading.Thread(target=lambda: replies.update(alice=revoke(alice, DATASET, "carol")))
+    removing.start()
+    assert read.wait(10)
+    assert grant(bob, DATASET, "carol", "owner").status == 200
+    go.set()
+    removing.join(20)
+
+    assert (replies["alice"].status, replies["alice"].json["detail"]) == (
+        409,
+        f"The members of dataset {DATASET} changed meanwhile; retry",
+    )
+    assert members_table.get_role(DATASET, "carol") == "owner"
+    # The owners count still matches the owners: two of the three can go, the last cannot.
+    assert revoke(alice, DATASET, "carol").status == 200
+    assert revoke(alice, DATASET, "bob").status == 200
+    assert revoke(alice, DATASET, "alice").status == 409
+
+
+@pytest.mark.parametrize(
+    ("first", "meanwhile"),
+    [
+        ("owner", "viewer"),  # both add frank, a new member: the second one's add finds him there
+        ("owner", "owner"),  # both promote frank (a viewer first) to owner: the count counts him once
+    ],
+)
+def test_a_grant_based_on_a_role_changed_meanwhile_is_refused(world, auth, monkeypatch, first, meanwhile):
+    from uploads_core import members_table
+
+    alice, bob = auth("alice"), auth("bob")
+    assert grant(alice, DATASET, "bob", "owner").status == 200
+    if meanwhile == "owner":
+        assert grant(alice, DATASET, "frank", "viewer").status == 200
+    read, go, original = threading.Event(), threading.Event(), members_table.set_role
+
+    def set_later(*args):
+        read.set()
+        assert go.wait(10)
+        return original(*args)
+
+    monkeypatch.setattr(members_table, "set_role", set_later)
+    replies = {}
+    granting = threading.Thread(target=lambda: replies.update(alice=grant(alice, DATASET, "frank", first)))
+    granting.start()
+    assert read.wait(10)
+    monkeypatch.setattr(members_table, "set_role", original)
+    assert grant(bob, DATASET, "frank", meanwhile).status == 200
+    go.set()
+    granting.join(20)
+
+    assert replies["alice"].status == 409
+    assert members_table.get_role(DATASET, "frank") == meanwhile
+    owners = [m["sub"] for m in alice.call("list_members", path="/datasets/7/members", path_params=D).json
+              if m["role"] == "owner"]  # fmt: skip
+    # The owners count matches the owners: all but the last can go.
+    for sub in owners[1:]:
+        assert revoke(alice, DATASET, sub).status == 200
+    assert revoke(auth(owners[0]), DATASET, owners[0]).status == 409
