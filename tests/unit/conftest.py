@@ -305,4 +305,3 @@ def auth(aws, template, monkeypatch):
     monkeypatch.setenv("AUTH_MODE", "jwt")
     _clear_caches()
     return Api
-
