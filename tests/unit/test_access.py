@@ -310,3 +310,13 @@ def test_a_grant_based_on_a_role_changed_meanwhile_is_refused(world, auth, monke
     for sub in owners[1:]:
         assert revoke(alice, DATASET, sub).status == 200
     assert revoke(auth(owners[0]), DATASET, owners[0]).status == 409
+
+
+def test_a_sub_the_router_cannot_match_is_a_422_about_the_sub(world, auth):
+    # API Gateway routed it (one path segment); the characters are what is wrong.
+    params = {"dataset_id": "7", "sub": "é`x"}
+    reply = auth("alice").call(
+        "put_member", path="/datasets/7/members/%C3%A9%60x", path_params=params, body={"role": "viewer"}
+    )
+    assert reply.status == 422
+    assert [e["loc"] for e in reply.json["detail"]] == [["path", "sub"]]

@@ -1,6 +1,7 @@
 """Lambda entry point of ApiFunction: one resolver, its routers, and the error shapes."""
 
 import json
+import re
 from http import HTTPStatus
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -20,6 +21,7 @@ from uploads_core.errors import (
     ResourceNotFoundError,
     UnauthenticatedError,
 )
+from uploads_core.models import SUB_PATTERN
 from uploads_core.telemetry import logger, metrics, traced
 
 
@@ -140,18 +142,28 @@ def _bad_cursor(exc: InvalidCursorError) -> Response:
 @app.not_found
 def _route_not_found(exc: NotFoundError) -> Response:
     # API Gateway matched one of our routes, yet the resolver did not: a path parameter holds
-    # characters no id can have (`/images/£`). That is invalid input, not a missing route.
+    # characters the parameter cannot have (`/images/£`). That is invalid input, not a missing route.
     event = app.current_event.raw_event
-    parameters = sorted(event.get("pathParameters") or {})
+    parameters = event.get("pathParameters") or {}
     if event.get("routeKey", "$default") != "$default" and parameters:
+        wrong = {name: value for name, value in parameters.items() if not _routable(name, value)}
         return _detail(
             HTTPStatus.UNPROCESSABLE_ENTITY,
             [
-                {"loc": ["path", name], "msg": "Input should be a positive integer", "type": "int_parsing"}
-                for name in parameters
+                {"loc": ["path", name], "msg": msg, "type": kind}
+                for name in sorted(wrong or parameters)
+                for msg, kind in [_PATH_ERRORS.get(name, _NOT_AN_ID)]
             ],
         )
     return _detail(HTTPStatus.NOT_FOUND, "Not Found")
+
+
+_NOT_AN_ID = ("Input should be a positive integer", "int_parsing")
+_PATH_ERRORS = {"sub": (f"String should match pattern '{SUB_PATTERN}'", "string_pattern_mismatch")}
+
+
+def _routable(name: str, value: str) -> bool:
+    return bool(re.fullmatch(SUB_PATTERN, value)) if name == "sub" else value.isascii() and value.isdigit()
 
 
 @app.exception_handler(Exception)

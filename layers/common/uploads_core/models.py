@@ -183,10 +183,10 @@ class Role(StrEnum):
         return list(Role).index(self)
 
 
-# A member's `sub` as tokens carry it (Cognito uuids, Auth0 "auth0|..."): printable, at most 255
-# characters, no "/" (it is one path segment of the member routes), not starting with "#" (the
-# members table's own items).
-SUB_PATTERN = r"^[^#/\x00-\x1f\x7f][^/\x00-\x1f\x7f]{0,254}$"
+# A member's `sub` as identity providers write it (Cognito and Keycloak uuids, Auth0
+# "google-oauth2|1234", Okta "00u...", base64url ids, e-mail addresses): 1..255 of these characters.
+# They are one path segment of the member routes, so no "/"; "#" starts the members table's own items.
+SUB_PATTERN = r"^[A-Za-z0-9._~@|:+=,!*'()$&;-]{1,255}$"
 
 
 class DatasetAccess(BaseModel):
