@@ -79,9 +79,38 @@ checkov: install
 	@ln -sf ../checkov/bin/checkov $(VENV)/bin/checkov
 	$(VENV)/bin/checkov --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
-# The system Chromium the browser test drives (playwright's own browser download is not used).
+# The system Chromium the browser test drives (playwright's own browser download is not used). The test
+# (tests/integration/test_upload_page.py) runs /usr/lib/chromium/chromium or /usr/bin/chromium, else the
+# `chromium` on the PATH. apt installs it as root on Debian/Ubuntu; elsewhere this says how and fails.
+define CHROMIUM_HELP
+The browser test (tests/integration/test_upload_page.py) needs Chromium: it runs
+/usr/lib/chromium/chromium or /usr/bin/chromium when one exists, otherwise the `chromium` on the PATH.
+Install it, then run `make test` again:
+  Debian:        sudo apt-get install chromium        (or: sudo make browser-deps)
+  Ubuntu:        sudo snap install chromium           (puts `chromium` on the PATH, in /snap/bin)
+  Fedora:        sudo dnf install chromium
+  Arch:          sudo pacman -S chromium
+  Alpine:        sudo apk add chromium
+  macOS:         brew install --cask chromium, then put it on the PATH as `chromium`:
+                 ln -s /Applications/Chromium.app/Contents/MacOS/Chromium /usr/local/bin/chromium
+Any recent Chromium (or Chrome) build works, as long as one of those paths runs it.
+endef
+export CHROMIUM_HELP
+
 browser-deps:
-	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium)
+	@if [ -f /usr/lib/chromium/chromium ] || [ -f /usr/bin/chromium ] || command -v chromium >/dev/null; then \
+		exit 0; \
+	elif [ "$$(id -u)" != 0 ]; then \
+		echo "make browser-deps: Chromium is missing, and installing it with apt needs root (you are $$(id -un))." >&2; \
+	elif ! command -v apt-get >/dev/null; then \
+		echo "make browser-deps: Chromium is missing, and this system has no apt-get (not Debian/Ubuntu)." >&2; \
+	elif apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; then \
+		exit 0; \
+	else \
+		echo "make browser-deps: Chromium is missing, and \`apt-get install chromium\` failed (see above)." >&2; \
+	fi; \
+	echo "$$CHROMIUM_HELP" >&2; \
+	exit 1
 
 # Hot-path speed and memory against moto, each next to a reference from the same run (BENCHMARKS.md).
 .PHONY: bench

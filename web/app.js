@@ -9,11 +9,14 @@
 "use strict";
 
 (() => {
-  const TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", jpe: "image/jpeg", png: "image/png", webp: "image/webp", gif: "image/gif" };
-  const ACCEPTED = new Set(Object.values(TYPES)); // the API's mime_type rule
-  const MAX_SIZE = 10 * 1024 * 1024; // the API's file_size rule
+  // What the API accepts (types, sizes, batch) is read from its GET /limits once per page load, never
+  // copied here. A file is judged by its bytes, as the S3 trigger judges it: these are the magic numbers
+  // it recognises, and the type each one is declared as (a camera's .mpo, a .jfif or a .JPG is a JPEG;
+  // HTML named .png is not an image).
+  const FORMATS = { "image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WebP" };
+  const SNIFF_BYTES = 16;
   const PARALLEL = 4; // PUTs at once
-  const BATCH = 100; // files per prepare-upload (the API takes up to 1000)
+  const BATCH = 100; // files per prepare-upload, at most the API's max_batch
   const PUT_ATTEMPTS = 3; // a failed PUT is tried again twice, each time with a fresh URL
   const POLL_PARALLEL = 4;
   const VERDICT_TIMEOUT_MS = 60000;
@@ -32,6 +35,7 @@
   let params = new URLSearchParams(location.search);
   let gridPage = 24; // thumbnails per page of the grid (?page_size=)
   let config = null; // {api, oidc: {issuer, client_id, scope} | null} once config.json is read
+  let limits = Promise.resolve(null); // the API's upload rules (GET /limits), or null if unreadable
   let token = "";
   let datasets = null; // [{dataset_id, role}] of the caller, or null: any dataset id (open API, or no token)
   let running = false;
@@ -132,6 +136,44 @@
       throw new Error("This page's config.json is not valid JSON.");
     }
     return parseConfig(raw);
+  }
+
+  // --- the API's upload rules: GET /limits (public: no token) -----------------------------------
+
+  async function loadLimits() {
+    let response;
+    try {
+      response = await fetch(`${config.api}/limits`, { redirect: "error" });
+    } catch {
+      throw new Unreachable(
+        `The API at ${config.api} is unreachable: network error, or its CORS rules do not allow this page's origin (${location.origin}).`,
+      );
+    }
+    if (!response.ok) throw new Error(`The API's upload rules (GET /limits) could not be read: it answered ${response.status}.`);
+    const body = await response.json().catch(() => null);
+    const count = (name) => (body && Number.isSafeInteger(body[name]) && body[name] >= 0 ? body[name] : null);
+    const rules = {
+      mime_types: body && Array.isArray(body.mime_types) ? body.mime_types.filter((t) => typeof t === "string") : null,
+      min_file_size: count("min_file_size"),
+      max_file_size: count("max_file_size"),
+      max_filename_length: count("max_filename_length"),
+      max_batch: count("max_batch"),
+    };
+    if (Object.values(rules).includes(null) || !rules.max_batch) {
+      throw new Error("The API's upload rules (GET /limits) are not what this page understands.");
+    }
+    return rules;
+  }
+
+  const typeNames = (rules) => {
+    const names = rules.mime_types.map((t) => FORMATS[t] || t);
+    return names.length > 1 ? `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}` : names.join("");
+  };
+
+  function showRules(rules) {
+    // The picker filters by name: a camera's .mpo is a JPEG too (the page then judges every file's bytes).
+    $("files").accept = [...rules.mime_types, ...(rules.mime_types.includes("image/jpeg") ? [".mpo"] : [])].join(",");
+    $("rules").textContent = `${typeNames(rules)}, ${formatLimit(rules.max_file_size)} at most each (judged by their content, not their names).`;
   }
 
   // --- messages --------------------------------------------------------------------------------
@@ -476,17 +518,32 @@
 
   // --- the file list ---------------------------------------------------------------------------
 
-  function mimeOf(file) {
-    if (file.type) return file.type;
-    return TYPES[file.name.split(".").pop().toLowerCase()] || "";
+  // The type the file's first bytes show, as the server's inspection reads them; null: not an image.
+  function sniff(head) {
+    const starts = (...bytes) => bytes.every((b, i) => head[i] === b);
+    const ascii = (from, text) => [...text].every((c, i) => head[from + i] === c.charCodeAt(0));
+    if (starts(0xff, 0xd8, 0xff)) return "image/jpeg";
+    if (starts(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return "image/png";
+    if (ascii(0, "GIF87a") || ascii(0, "GIF89a")) return "image/gif";
+    if (ascii(0, "RIFF") && ascii(8, "WEBP")) return "image/webp";
+    return null;
   }
 
-  function refusal(file, mime) {
-    if (!ACCEPTED.has(mime)) return `not accepted: ${mime || "unknown type"} (JPEG, PNG, WebP or GIF only)`;
-    if (file.size === 0) return "not accepted: empty file";
-    if (file.size > MAX_SIZE) return `not accepted: over 10 MiB (${file.size} bytes)`;
-    if (file.name.length > 255) return "not accepted: name over 255 characters";
-    return null;
+  // [mime | null, reason | null]: what the file is by its bytes, and why it is refused (null: it is not).
+  async function judge(file, rules) {
+    if (!rules) return [null, "not accepted: the API's upload rules could not be read (reload the page)"];
+    if (file.size < rules.min_file_size) return [null, file.size === 0 ? "not accepted: empty file" : `not accepted: under ${rules.min_file_size} bytes`];
+    if (file.size > rules.max_file_size) return [null, `not accepted: over ${formatLimit(rules.max_file_size)} (${file.size} bytes)`];
+    let mime;
+    try {
+      mime = sniff(new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer()));
+    } catch {
+      return [null, "not accepted: the file could not be read"];
+    }
+    if (!mime) return [null, `not accepted: not a ${typeNames(rules)} image (by its content)`];
+    if (!rules.mime_types.includes(mime)) return [mime, `not accepted: ${FORMATS[mime]} images are not accepted (${typeNames(rules)} only)`];
+    if (file.name.length > rules.max_filename_length) return [mime, `not accepted: name over ${rules.max_filename_length} characters`];
+    return [mime, null];
   }
 
   function formatSize(bytes) {
@@ -495,15 +552,20 @@
     return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
   }
 
+  // A limit as people write it: a whole number of MiB without ".0".
+  const formatLimit = (bytes) => formatSize(bytes).replace(/\.0 /, " ");
+
   function cell(row, className) {
     const td = row.insertCell();
     if (className) td.className = className;
     return td;
   }
 
-  function addFiles(found) {
-    for (const [file, path] of found) {
-      const mime = mimeOf(file);
+  async function addFiles(found) {
+    const rules = await limits;
+    const verdicts = await Promise.all(found.map(([file]) => judge(file, rules)));
+    for (const [n, [file, path]] of found.entries()) {
+      const [mime, refused] = verdicts[n];
       const row = document.createElement("tr");
       const item = { file, path: path || file.name, mime, state: "ready", row, sent: 0 };
       const name = cell(row, "name");
@@ -519,7 +581,6 @@
       item.action = cell(row);
       $("rows").appendChild(row);
       items.push(item);
-      const refused = refusal(file, mime);
       setState(item, refused ? "refused" : "ready", refused || "ready");
     }
     $("queue").hidden = items.length === 0;
@@ -582,7 +643,7 @@
     try {
       let todo;
       while ((todo = items.filter((i) => i.state === "ready")).length) {
-        const chunk = todo.slice(0, BATCH);
+        const chunk = todo.slice(0, Math.min(BATCH, ((await limits) || { max_batch: 1 }).max_batch));
         chunk.forEach((i) => setState(i, "uploading", "preparing…"));
         try {
           await prepare(dataset, chunk);
@@ -901,6 +962,18 @@
       showMessage(error.message); // nothing is sent anywhere without a valid configuration
       return;
     }
+    // Once per page load, in parallel with the rest; files chosen meanwhile wait for the rules.
+    limits = loadLimits().then(
+      (rules) => {
+        showRules(rules);
+        return rules;
+      },
+      (error) => {
+        $("rules").textContent = "The API's upload rules are unknown: files cannot be checked or sent.";
+        showMessage(error.message);
+        return null;
+      },
+    );
     token = session.get(TOKEN);
     renderAuth();
     try {

@@ -167,15 +167,18 @@ def _parser(secrets: list[str] | None = None) -> argparse.ArgumentParser:
         "upload",
         parents=[common],
         help="upload a folder (recursively); files already uploaded are skipped",
-        description="Upload every JPEG/PNG/WebP/GIF of DIR (1 byte..10 MiB) into a dataset. "
-        "Files are named by their path relative to DIR; a run skips those already uploaded, "
-        "so running it again resumes an interrupted upload. With AuthMode=jwt it needs the editor role.",
+        description="Upload every image of DIR the API accepts into a dataset. Each file is judged by its "
+        "bytes, as the server judges it, never by its name (a camera's .mpo is a JPEG; HTML named .png is "
+        "refused), against the types and sizes the API publishes (GET /limits). Files are named by their "
+        "path relative to DIR; a run skips those already uploaded, so running it again resumes an "
+        "interrupted upload. With AuthMode=jwt it needs the editor role.",
     )
     up.add_argument("directory", type=Path, metavar="DIR")
     up.add_argument("--dataset", type=_positive, required=True)
     up.add_argument("--concurrency", type=_positive, default=8, help="parallel PUTs (default: 8)")
     up.add_argument("--dry-run", action="store_true", help="list what would be sent or refused; send nothing")
-    up.add_argument("--magic", action="store_true", help="judge types by content, not extension")
+    # Types are always judged by content now; the option stays accepted for older scripts.
+    up.add_argument("--magic", action="store_true", help=argparse.SUPPRESS)
     up.add_argument("--limit", type=_positive, help="send at most N files this run")
     up.add_argument(
         "--wait", type=float, default=30.0, help="seconds to wait for the server's verdicts (default: 30)"
@@ -211,7 +214,7 @@ def _upload(args: argparse.Namespace, api: Api, out: Console, err: Console) -> i
         err.print(f"error: {args.directory} is not a directory")
         return EXIT_ERROR
     # A dataset the caller may not read fails here (404), before anything is sent.
-    plan = plan_upload(api, args.dataset, args.directory, args.magic, args.limit)
+    plan = plan_upload(api, args.dataset, args.directory, args.limit)
     if args.dry_run:
         print_plan(out, plan)
         return EXIT_OK

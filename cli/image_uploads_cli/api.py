@@ -10,8 +10,9 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
+from image_uploads_cli.scan import Limits
+
 DEFAULT_API = "http://localhost:3000"
-PAGE_SIZE = 1000  # the API's largest `limit`
 TIMEOUT = (5, 60)  # connect, read (seconds)
 ROLES = ("viewer", "editor", "owner")
 UNAUTHORIZED_HINT = (
@@ -108,6 +109,7 @@ class Api:
         # their own, without the token: a presigned URL is its own authorization, and S3 would refuse
         # a request that carries both.
         self.s3 = _session(Retry(total=0, raise_on_status=False), pool_size)
+        self._limits: Limits | None = None
 
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
@@ -117,6 +119,25 @@ class Api:
         if response.status_code >= 400:
             raise ApiError(response.status_code, _detail(response))
         return response
+
+    def limits(self) -> Limits:
+        """The API's upload rules (`GET /limits`, public), asked once per run and kept."""
+        if self._limits is None:
+            try:
+                response = self._call("GET", "/limits")
+            except ApiError as exc:
+                if exc.status != 404:
+                    raise
+                raise ApiError(
+                    404, "this API does not publish its upload rules (GET /limits): update it"
+                ) from None
+            try:
+                self._limits = Limits.from_json(response.json())
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ApiError(
+                    response.status_code, "GET /limits answered something else than the rules"
+                ) from None
+        return self._limits
 
     def prepare(self, dataset: int, files: list[dict]) -> list[dict]:
         body = {"files": files}
@@ -128,7 +149,7 @@ class Api:
 
     def images(self, dataset: int, status: str | None = None) -> Iterator[dict]:
         """Every image of the dataset (optionally of one status), page by page with the cursor."""
-        params: dict[str, Any] = {"limit": PAGE_SIZE}
+        params: dict[str, Any] = {"limit": self.limits().max_page_size}
         if status:
             params["status"] = status
         while True:

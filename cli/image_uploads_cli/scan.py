@@ -1,31 +1,19 @@
-"""Finds the files of a folder the API would accept; flags the others so they are never sent."""
+"""Finds the files of a folder the API would accept; flags the others so they are never sent.
 
-import mimetypes
+A file is judged by its bytes, as the S3 trigger judges it, never by its name: a camera's `.mpo` (a
+JPEG with more images after the first), a `.jfif` or a `.JPG` is a JPEG; HTML named `.png` is not an
+image. The accepted types and sizes are the API's own, read from `GET /limits` (see `Limits`).
+"""
+
 import os
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-ACCEPTED = {"image/jpeg", "image/png", "image/webp", "image/gif"}
-MAX_SIZE = 10 * 1024 * 1024
-MAX_NAME = 255
-
-
-@dataclass(frozen=True)
-class LocalFile:
-    path: Path
-    name: str  # relative path with `/` separators: the record's `filename`, and the resume key
-    size: int
-    mime_type: str
-
-    def declaration(self) -> dict:
-        return {"filename": self.name, "file_size": self.size, "mime_type": self.mime_type}
-
-
-@dataclass(frozen=True)
-class Refused:
-    name: str
-    reason: str
+# The magic numbers the S3 trigger recognises (functions/process_upload/upload_processor/inspection.py),
+# the MIME type each one is declared as, and its name for people.
+SNIFF_BYTES = 16
+FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WebP"}
 
 
 def sniff(head: bytes) -> str | None:
@@ -41,22 +29,79 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def _classify(path: Path, name: str, use_magic: bool) -> LocalFile | Refused:
+@dataclass(frozen=True)
+class Limits:
+    """The API's upload rules, as `GET /limits` publishes them (read once per run)."""
+
+    mime_types: tuple[str, ...]
+    min_file_size: int
+    max_file_size: int
+    max_filename_length: int
+    max_batch: int
+    max_page_size: int
+
+    @classmethod
+    def from_json(cls, body: dict) -> "Limits":
+        """Raises KeyError, TypeError or ValueError when `body` is not the API's answer."""
+        return cls(
+            mime_types=tuple(str(t) for t in body["mime_types"]),
+            min_file_size=int(body["min_file_size"]),
+            max_file_size=int(body["max_file_size"]),
+            max_filename_length=int(body["max_filename_length"]),
+            max_batch=int(body["max_batch"]),
+            max_page_size=int(body["max_page_size"]),
+        )
+
+    def type_names(self) -> str:
+        """`JPEG, PNG, WebP or GIF`: the accepted types, for people."""
+        names = [FORMATS.get(t, t) for t in self.mime_types]
+        return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    name: str  # relative path with `/` separators: the record's `filename`, and the resume key
+    size: int
+    mime_type: str  # from the bytes
+
+    def declaration(self) -> dict:
+        return {"filename": self.name, "file_size": self.size, "mime_type": self.mime_type}
+
+
+@dataclass(frozen=True)
+class Refused:
+    name: str
+    reason: str
+
+
+def _size(size: int) -> str:
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} byte{'' if size == 1 else 's'}"
+
+
+def _classify(path: Path, name: str, limits: Limits) -> LocalFile | Refused:
     size = path.stat().st_size
-    mime_type = mimetypes.guess_type(path.name)[0]
-    if use_magic:
-        with path.open("rb") as f:
-            mime_type = sniff(f.read(16)) or "content is not a JPEG, PNG, WebP or GIF image"
-    if mime_type not in ACCEPTED:
-        return Refused(name, mime_type if use_magic else f"type {mime_type or 'unknown'} not accepted")
-    if not 1 <= size <= MAX_SIZE:
-        return Refused(name, f"size {size} bytes outside 1 byte..10 MiB")
-    if len(name) > MAX_NAME:
-        return Refused(name, f"relative path longer than {MAX_NAME} characters")
+    if size < limits.min_file_size:
+        return Refused(
+            name, "empty file" if size == 0 else f"{size} bytes, under {_size(limits.min_file_size)}"
+        )
+    if size > limits.max_file_size:
+        return Refused(name, f"{size} bytes, over {_size(limits.max_file_size)}")
+    with path.open("rb") as f:
+        mime_type = sniff(f.read(SNIFF_BYTES))
+    if mime_type is None:
+        return Refused(name, f"content is not a {limits.type_names()} image")
+    if mime_type not in limits.mime_types:
+        return Refused(name, f"{FORMATS[mime_type]} images are not accepted (only {limits.type_names()})")
+    if len(name) > limits.max_filename_length:
+        return Refused(name, f"relative path longer than {limits.max_filename_length} characters")
     return LocalFile(path, name, size, mime_type)
 
 
-def scan(root: Path, use_magic: bool = False) -> tuple[list[LocalFile], list[Refused]]:
+def scan(root: Path, limits: Limits) -> tuple[list[LocalFile], list[Refused]]:
     """Walks `root` recursively in name order; hidden files and folders (.git, .DS_Store) are ignored."""
     accepted: list[LocalFile] = []
     refused: list[Refused] = []
@@ -69,6 +114,9 @@ def scan(root: Path, use_magic: bool = False) -> tuple[list[LocalFile], list[Ref
             if not path.is_file():
                 refused.append(Refused(name, "not a regular file"))
                 continue
-            result = _classify(path, name, use_magic)
+            try:
+                result = _classify(path, name, limits)
+            except OSError as exc:  # unreadable (permissions), or gone since the walk
+                result = Refused(name, f"cannot read the file: {exc.strerror}")
             (accepted if isinstance(result, LocalFile) else refused).append(result)
     return accepted, refused

@@ -1,4 +1,4 @@
-"""The bulk upload: prepare by batches of 1000, concurrent PUTs, verdicts of the S3 trigger, confirm."""
+"""The bulk upload: prepare by the API's batches, concurrent PUTs, the S3 trigger's verdicts, confirm."""
 
 import threading
 import time
@@ -15,7 +15,6 @@ from rich.progress import Progress, TaskID
 from image_uploads_cli.api import Api, ApiError, ApiUnreachable
 from image_uploads_cli.scan import LocalFile, Refused, scan
 
-BATCH = 1000  # the API's largest prepare-upload / confirm-upload batch
 PUT_ATTEMPTS = 3
 EXPIRY_MARGIN = 60  # seconds: re-prepare rather than start a PUT on a URL about to expire
 
@@ -49,8 +48,9 @@ class Summary:
         return not self.interrupted and not any(o.status in ("rejected", "failed") for o in self.outcomes)
 
 
-def plan_upload(api: Api, dataset: int, root: Path, use_magic: bool, limit: int | None) -> Plan:
-    files, refused = scan(root, use_magic)
+def plan_upload(api: Api, dataset: int, root: Path, limit: int | None) -> Plan:
+    """What to send: the folder judged by the API's own rules (`GET /limits`), minus what is uploaded."""
+    files, refused = scan(root, api.limits())
     # One listing of the dataset: a file is done when a record of its relative path and size is uploaded.
     done = {(i["filename"], i["file_size"]) for i in api.images(dataset, status="uploaded")}
     to_send = [f for f in files if (f.name, f.size) not in done]
@@ -120,7 +120,8 @@ class Uploader:
         )
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="put") as pool:
             try:
-                for batch in batched(plan.to_send, BATCH, strict=False):
+                # The API's largest prepare-upload / confirm-upload batch.
+                for batch in batched(plan.to_send, self.api.limits().max_batch, strict=False):
                     summary.outcomes += self._batch(pool, list(batch))
                 self._phase("done")
             except KeyboardInterrupt:

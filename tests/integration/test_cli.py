@@ -1,5 +1,6 @@
 """The bulk-upload CLI (cli/image_uploads_cli) against the local stack, run in-process through main()."""
 
+import io
 import json
 import os
 import re
@@ -10,11 +11,21 @@ from pathlib import Path
 
 import pytest
 import requests
+from PIL import Image
 
 from image_uploads_cli.__main__ import main
 from image_uploads_cli.api import Api, ApiError
 from tests import sample_images
 from tests.integration.conftest import ROOT
+
+
+def mpo(width: int = 64, height: int = 48) -> bytes:
+    """What a 3D camera writes: a JPEG whose first image is followed by a second (Pillow's MPO)."""
+    first = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[first.rotate(180)])
+    return out.getvalue()
+
 
 IMAGES = {
     "a.jpg": sample_images.jpeg(64, 48),
@@ -23,15 +34,19 @@ IMAGES = {
     "d.webp": sample_images.webp(50, 40),
     "sub/voiture été (1).jpg": sample_images.jpeg(32, 24),
     "sub/deeper/e.png": sample_images.png(10, 10),
+    "camera/IMG_0001.MPO": mpo(),  # a JPEG, by its bytes
+    "camera/IMG_0002.JPG": sample_images.jpeg(48, 32),
 }
-FAKE = "sub/page.jpg"  # HTML named .jpg: sent, then rejected by the S3 trigger
-REFUSED = {"notes.txt": b"not an image", "empty.png": b""}  # never sent
+# A JPEG by its first bytes, cut short: sent, then rejected by the S3 trigger (`corrupt`).
+FAKE = "sub/broken.jpg"
+# Refused locally, by their bytes or size: never sent.
+REFUSED = {"notes.txt": b"not an image", "empty.png": b"", "page.png": sample_images.HTML}
 
 
 @pytest.fixture
 def folder(tmp_path) -> Path:
     root = tmp_path / "photos"
-    files = {**IMAGES, FAKE: sample_images.HTML, **REFUSED, ".hidden.jpg": sample_images.jpeg()}
+    files = {**IMAGES, FAKE: sample_images.jpeg(64, 48)[:500], **REFUSED, ".hidden.jpg": sample_images.jpeg()}
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
@@ -61,20 +76,20 @@ def test_upload_a_folder_then_a_second_run_uploads_nothing_new(stack, capsys, fo
 
     code, out = upload(capsys, stack, folder, dataset)
 
-    assert code == 1, out  # the HTML file was rejected
-    assert "uploaded 6, unverified 0, already uploaded 0, rejected 1, failed 0, skipped locally 2" in out
+    assert code == 1, out  # the cut JPEG was rejected
+    assert "uploaded 8, unverified 0, already uploaded 0, rejected 1, failed 0, skipped locally 3" in out
     images = {i["filename"]: i for i in records(stack, dataset)}
     assert set(images) == {*IMAGES, FAKE}
     for name, data in IMAGES.items():
         assert (images[name]["status"], images[name]["file_size"]) == ("uploaded", len(data))
     assert (images["a.jpg"]["width"], images["a.jpg"]["height"]) == (64, 48)
     assert images[FAKE]["status"] == "error"
-    assert images[FAKE]["error_reason"]["code"] == "not_an_image"
-    assert "not_an_image" in out
+    assert images[FAKE]["error_reason"]["code"] == "corrupt"
+    assert "corrupt" in out
 
     code, out = upload(capsys, stack, folder, dataset)
 
-    assert "uploaded 0, unverified 0, already uploaded 6, rejected 1" in out
+    assert "uploaded 0, unverified 0, already uploaded 8, rejected 1" in out
     again = records(stack, dataset)
     assert sorted(i["id"] for i in again if i["status"] == "uploaded") == sorted(
         i["id"] for i in images.values() if i["status"] == "uploaded"
@@ -107,7 +122,7 @@ def test_an_interrupted_upload_resumes_where_it_stopped(stack, capsys, folder, m
     code, out = upload(capsys, stack, folder, dataset)
 
     assert code == 0, out
-    assert "uploaded 3, unverified 0, already uploaded 3" in out
+    assert f"uploaded {len(IMAGES) - 3}, unverified 0, already uploaded 3" in out
     images = records(stack, dataset)
     assert sorted(i["filename"] for i in images) == sorted(IMAGES)
     assert {i["status"] for i in images} == {"uploaded"}
@@ -141,19 +156,42 @@ def test_failed_puts_are_retried_with_a_fresh_url_after_a_403(stack, capsys, fol
     assert {i["status"] for i in images} == {"uploaded"}
 
 
-def test_dry_run_sends_nothing_and_magic_refuses_the_disguised_file(stack, capsys, folder):
+def test_dry_run_sends_nothing(stack, capsys, folder):
     dataset = stack.dataset()
 
     code, out = upload(capsys, stack, folder, dataset, "--dry-run")
     assert code == 0
-    assert "would send 7" in out
-    assert "refused locally 2" in out
+    assert f"would send {len(IMAGES) + 1}" in out
+    assert "refused locally 3" in out
     assert "notes.txt" in out
 
-    code, out = upload(capsys, stack, folder, dataset, "--dry-run", "--magic")
-    assert "would send 6" in out
-    assert "refused locally 3" in out
+    # --magic (judging by content) is what the CLI always does now; older scripts still work.
+    code, again = upload(capsys, stack, folder, dataset, "--dry-run", "--magic")
+    assert (code, again) == (0, out)
     assert records(stack, dataset) == []
+
+
+def test_files_are_judged_by_their_bytes_not_their_names(stack, capsys, tmp_path):
+    dataset = stack.dataset()
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    photos = {"IMG_0001.mpo": mpo(80, 60), "IMG_0002.JPG": sample_images.jpeg(64, 48)}
+    for name, data in {**photos, "index.png": sample_images.HTML}.items():
+        (folder / name).write_bytes(data)
+
+    code, out = upload(capsys, stack, folder, dataset)
+
+    assert code == 0, out
+    assert "uploaded 2, unverified 0, already uploaded 0, rejected 0, failed 0, skipped locally 1" in out
+    assert "index.png" in out
+    assert "content is not a JPEG, PNG, WebP or GIF image" in out
+    images = {i["filename"]: i for i in records(stack, dataset)}
+    assert set(images) == set(photos)  # the HTML was never sent
+    for name, data in photos.items():
+        image = images[name]
+        assert (image["status"], image["mime_type"]) == ("uploaded", "image/jpeg")
+        assert image["file_size"] == len(data)
+    assert (images["IMG_0001.mpo"]["width"], images["IMG_0001.mpo"]["height"]) == (80, 60)
 
 
 def test_ls_get_rm(stack, capsys, folder):

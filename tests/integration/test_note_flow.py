@@ -1,13 +1,16 @@
 """The design note's flow over real HTTP against the running local stack."""
 
 import json
+import re
 import shutil
 import subprocess
 from urllib.parse import urlsplit
 
 import pytest
+from PIL import Image
 
 from tests import sample_images
+from tests.integration.conftest import ROOT, Stack, _running_stack
 
 
 def prepare(stack, dataset_id, files, **params):
@@ -77,39 +80,98 @@ def test_prepare_put_confirm_list_download_patch_delete(stack, tmp_path):
     assert "Contents" not in objects
 
 
+WALKTHROUGH = re.compile(r"<!-- walkthrough:start -->\n```bash\n(.*?)```\n<!-- walkthrough:end -->", re.S)
+ANSWER = "# → "
+
+
+def walkthrough(readme: str) -> list[tuple[str, str | None]]:
+    """The README's walkthrough: (command, its `# →` answer or None), comments and blank lines left out."""
+    (block,) = WALKTHROUGH.findall(readme)
+    steps: list[list] = []
+    continued = False
+    for line in block.splitlines():
+        if continued:
+            steps[-1][0] += "\n" + line
+        elif line.startswith(ANSWER):
+            assert steps, f"an answer before any command: {line}"
+            assert steps[-1][1] is None, f"two answers for one command: {line}"
+            steps[-1][1] = line.removeprefix(ANSWER)
+        elif line.strip() and not line.startswith("#"):
+            steps.append([line, None])
+        continued = bool(line.strip()) and not line.startswith("#") and line.endswith("\\")
+    return [(command, answer) for command, answer in steps]
+
+
+def answer_pattern(answer: str | None, aws: str) -> str:
+    """The regular expression of a `# →` line: `...` elides, `<uuid>` is a uuid; no line: no output."""
+    if answer is None or answer.startswith("(nothing"):
+        return ""
+    text = re.escape(answer.replace("http://127.0.0.1:4566", aws))
+    return text.replace(re.escape("..."), ".*").replace(re.escape("<uuid>"), "[0-9a-f-]{36}")
+
+
+@pytest.fixture
+def fresh_stack(tmp_path_factory):
+    """A stack of its own, just started as by `make run`: its first image is image 1, as in the README."""
+    with _running_stack(tmp_path_factory, "fresh-stack") as (api, aws, recording, _):
+        yield Stack(api, aws, recording)
+
+
 @pytest.mark.skipif(not shutil.which("curl"), reason="curl is not installed")
-def test_the_notes_curl_walkthrough_works_unchanged(stack, tmp_path):
-    dataset = stack.dataset()
-    (tmp_path / "test.jpg").write_bytes(sample_images.jpeg_of_size(1024))
+def test_the_readme_walkthrough_runs_as_written(fresh_stack):
+    # test.jpg at the repository root is what the note declares: a real JPEG of 1024 bytes.
+    test_jpg = ROOT / "test.jpg"
+    assert test_jpg.stat().st_size == 1024
+    with Image.open(test_jpg) as img:
+        assert img.format == "JPEG"
+        img.load()
+    steps = walkthrough((ROOT / "README.md").read_text())
+    assert [command.split()[:2] for command, _ in steps] == [
+        ["curl", "-X"],  # POST prepare-upload
+        ["curl", "-X"],  # PUT
+        ["curl", "-X"],  # POST confirm-upload
+        ["curl", '"http://localhost:3000/datasets/1/images/with-urls?status=uploaded"'],
+        ["curl", "http://localhost:3000/images/1/download-url"],
+        ["curl", "-X"],  # PATCH
+        ["curl", "-X"],  # DELETE
+    ]
 
-    def curl(*args: str) -> str:
-        return subprocess.run(
-            ["curl", "-sS", "-f", *args], check=True, capture_output=True, text=True, cwd=tmp_path
-        ).stdout
+    upload_url = None
+    for command, answer in steps:
+        # What a reader does: their own ports (here the test stack's), and the URL copied from the
+        # first answer in place of PRESIGNED_URL.
+        command = command.replace("http://localhost:3000", fresh_stack.api)
+        if "PRESIGNED_URL" in command:
+            assert upload_url, "PRESIGNED_URL is used before prepare-upload answered"
+            command = command.replace("PRESIGNED_URL", upload_url)
+        run = subprocess.run(
+            ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert run.returncode == 0, f"{command}\n{run.stderr}"
+        assert re.fullmatch(answer_pattern(answer, fresh_stack.aws), run.stdout, re.S), (
+            f"{command}\nanswered {run.stdout!r}\nthe README says {answer!r}"
+        )
+        if upload_url is None and "prepare-upload" in command:
+            upload_url = json.loads(run.stdout)["uploads"][0]["upload_url"]
 
-    prepared = json.loads(
-        curl(
-            "-X", "POST", stack.url(f"/datasets/{dataset}/images/prepare-upload"),
-            "-H", "Content-Type: application/json",
-            "-d", '{"files": [{"filename": "test.jpg", "file_size": 1024, "mime_type": "image/jpeg"}]}',
-        )
-    )  # fmt: skip
-    ticket = prepared["uploads"][0]
-    curl("-X", "PUT", ticket["upload_url"], "--upload-file", "test.jpg", "-H", "Content-Type: image/jpeg")
-    confirmed = json.loads(
-        curl(
-            "-X", "POST", stack.url(f"/datasets/{dataset}/images/confirm-upload"),
-            "-H", "Content-Type: application/json",
-            "-d", json.dumps({"image_ids": [ticket["image_id"]]}),
-        )
-    )  # fmt: skip
-    # The note's fields and message, and one addition.
-    assert confirmed == {
-        "message": "Successfully confirmed 1 uploads",
-        "updated_count": 1,
-        "total_requested": 1,
-        "pending_count": 0,
-    }
+    # The last step deleted the image: nothing is left of the walkthrough.
+    assert fresh_stack.http.get(fresh_stack.url("/images/1")).status_code == 404
+    assert fresh_stack.http.get(fresh_stack.url("/datasets/1/images")).json() == []
+
+
+def test_the_walkthrough_parser_reads_continued_commands_and_answers():
+    readme = (
+        "<!-- walkthrough:start -->\n```bash\n"
+        "curl -X POST http://localhost:3000/a \\\n  -d '{}'\n# → {\"id\":1,...}\n\n"
+        "# a comment\ncurl -X PUT x\n```\n<!-- walkthrough:end -->\n"
+    )
+    assert walkthrough(readme) == [
+        ("curl -X POST http://localhost:3000/a \\\n  -d '{}'", '{"id":1,...}'),
+        ("curl -X PUT x", None),
+    ]
+    assert re.fullmatch(answer_pattern('{"id":1,...}', "http://x"), '{"id":1,"a":2}')
+    assert not re.fullmatch(answer_pattern('{"id":1,...}', "http://x"), '{"id":2}')
+    assert answer_pattern(None, "http://x") == ""
 
 
 def test_cursor_pages_over_http(stack):

@@ -6,6 +6,7 @@ AUTH=jwt`) gives the page its local issuer through /config.json.
 """
 
 import base64
+import io
 import json
 import re
 import shutil
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from PIL import Image
 from playwright.sync_api import expect, sync_playwright
 
 from tests import sample_images
@@ -41,6 +43,14 @@ def chromium() -> str:
     if not found:
         pytest.fail("Chromium is missing: run `make browser-deps` (apt-get install chromium)")
     return found
+
+
+def mpo(width: int = 64, height: int = 48) -> bytes:
+    """What a 3D camera writes: a JPEG whose first image is followed by a second (Pillow's MPO)."""
+    first = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[first.rotate(180)])
+    return out.getvalue()
 
 
 def origin(url: str) -> str:
@@ -147,10 +157,15 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
         "<b>bold<b> été.png": sample_images.png(40, 30),  # a name is data, never markup
         "anim.gif": sample_images.gif(30, 20),
         "pic.webp": sample_images.webp(50, 40),
-        "fake.jpg": sample_images.HTML,  # typed image/jpeg by its name; the trigger reads HTML
+        "camera.mpo": mpo(80, 60),  # a JPEG by its bytes, whatever the browser makes of the name
+        "SHOT.JPG": sample_images.jpeg(48, 32),
+        "broken.jpg": sample_images.jpeg(64, 48)[:500],  # a JPEG's first bytes, cut: the trigger says corrupt
+        "fake.png": sample_images.HTML,  # HTML named .png: refused by the page, by its bytes
         "notes.txt": b"not an image\n",  # refused by the page before any request
         "huge.png": b"\x89PNG" + b"\0" * (10 * 1024 * 1024),  # over 10 MiB: refused by the page
     }
+    uploaded = ["photo.jpg", "<b>bold<b> été.png", "anim.gif", "pic.webp", "camera.mpo", "SHOT.JPG"]
+    refused = ["fake.png", "notes.txt", "huge.png"]
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     console_errors: list[str] = []
@@ -174,13 +189,17 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
                     route.continue_()
 
             page.route(f"{stack.aws}/**", drop_first_photo_put)
-            page.goto(stack.url(f"/?dataset={dataset}&page_size=3"))
+            page.goto(stack.url(f"/?dataset={dataset}&page_size=4"))
+            expect(page.locator("#rules")).to_have_text(
+                "JPEG, PNG, WebP or GIF, 10 MiB at most each (judged by their content, not their names)."
+            )
+            accept = page.get_attribute("#files", "accept")
             page.set_input_files("#files", [str(tmp_path / name) for name in files])
 
             rows = page.locator("#rows tr")
             expect(rows).to_have_count(len(files))
-            expect(page.locator('#rows tr[data-state="refused"]')).to_have_count(2)
-            expect(page.locator("#start")).to_have_text("Upload 5 files")
+            expect(page.locator('#rows tr[data-state="refused"]')).to_have_count(len(refused))
+            expect(page.locator("#start")).to_have_text(f"Upload {len(files) - len(refused)} files")
             page.click("#start")
 
             page.wait_for_function(
@@ -195,13 +214,13 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
                 )
                 for row in rows.all()
             }
-            # The grid: one thumbnail per uploaded image, each loaded from S3, 3 a page.
-            expect(page.locator("#grid img")).to_have_count(3)
+            # The grid: one thumbnail per uploaded image, each loaded from S3, 4 a page.
+            expect(page.locator("#grid img")).to_have_count(4)
             page.click("#more")
             page.wait_for_function(
                 """() => {
                     const imgs = [...document.querySelectorAll('#grid img')];
-                    return imgs.length === 4 && imgs.every(i => i.complete && i.naturalWidth > 0);
+                    return imgs.length === 6 && imgs.every(i => i.complete && i.naturalWidth > 0);
                 }""",
                 timeout=15_000,
             )
@@ -219,17 +238,21 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
     assert states["<b>bold<b> été.png"] == ("uploaded", "uploaded · 40\u00d730")
     assert states["anim.gif"][0] == "uploaded"
     assert states["pic.webp"][0] == "uploaded"
-    assert states["fake.jpg"][0] == "error"
-    assert "not_an_image" in states["fake.jpg"][1]
-    assert states["notes.txt"][0] == "refused"
-    assert "text/plain" in states["notes.txt"][1]
+    assert states["camera.mpo"] == ("uploaded", "uploaded · 80\u00d760")
+    assert states["SHOT.JPG"] == ("uploaded", "uploaded · 48\u00d732")
+    assert states["broken.jpg"][0] == "error"
+    assert "corrupt" in states["broken.jpg"][1]
+    not_an_image = "not accepted: not a JPEG, PNG, WebP or GIF image (by its content)"
+    assert states["fake.png"] == ("refused", not_an_image)
+    assert states["notes.txt"] == ("refused", not_an_image)
     assert states["huge.png"][0] == "refused"
     assert "over 10 MiB" in states["huge.png"][1]
-    assert sorted(captions) == sorted(["photo.jpg", "<b>bold<b> été.png", "anim.gif", "pic.webp"])
+    assert sorted(captions) == sorted(uploaded)
     assert markup == 0
-    sent = sum(len(data) for name, data in files.items() if name not in ("notes.txt", "huge.png"))
+    sent = sum(len(data) for name, data in files.items() if name not in refused)
     assert overall == [sent, sent]
-    assert "4 uploaded" in summary
+    assert f"{len(uploaded)} uploaded" in summary
+    assert accept == "image/jpeg,image/png,image/webp,image/gif,.mpo"
     assert message_hidden
     assert len(failed_puts) == 1
     assert [e for e in console_errors if "ERR_CONNECTION_RESET" not in e] == []  # the dropped PUT
@@ -237,9 +260,9 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
     # What the API and the bucket hold: the refused files were never sent.
     images = stack.http.get(stack.url(f"/datasets/{dataset}/images")).json()
     by_name = {image["filename"]: image for image in images}
-    assert set(by_name) == {"photo.jpg", "<b>bold<b> été.png", "anim.gif", "pic.webp", "fake.jpg"}
+    assert set(by_name) == {*uploaded, "broken.jpg"}
     s3 = stack.client("s3")
-    for name in ("photo.jpg", "<b>bold<b> été.png", "anim.gif", "pic.webp"):
+    for name in uploaded:
         image = by_name[name]
         assert image["status"] == "uploaded"
         assert image["width"]
@@ -249,9 +272,92 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
         assert head["ContentLength"] == len(files[name])
     assert (by_name["photo.jpg"]["width"], by_name["photo.jpg"]["height"]) == (640, 480)
     assert by_name["photo.jpg"]["s3_key"] not in failed_puts[0]  # a fresh key, the first record gone
-    rejected = by_name["fake.jpg"]
+    # Each file was declared as the type its bytes show, whatever its name.
+    assert {name: by_name[name]["mime_type"] for name in ("camera.mpo", "SHOT.JPG", "pic.webp")} == {
+        "camera.mpo": "image/jpeg",
+        "SHOT.JPG": "image/jpeg",
+        "pic.webp": "image/webp",
+    }
+    rejected = by_name["broken.jpg"]
     assert rejected["status"] == "error"
-    assert rejected["error_reason"]["code"] == "not_an_image"
+    assert rejected["error_reason"]["code"] == "corrupt"
+
+
+def test_the_page_takes_its_rules_from_the_api(stack, tmp_path):
+    # Another deployment's rules: PNG only, 2 KiB at most, 2 files a batch. The page keeps no copy.
+    rules = {**stack.http.get(stack.url("/limits")).json(), "mime_types": ["image/png"], "max_batch": 2}
+    rules["max_file_size"] = 2048
+    files = {
+        "a.png": sample_images.png(10, 10),
+        "b.png": sample_images.png(12, 12),
+        "c.png": sample_images.png(14, 14),
+        "photo.jpg": sample_images.jpeg(20, 20),  # an image, not one this API takes
+        "big.png": sample_images.png(10, 10) + b"\0" * 2048,  # over 2 KiB
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    dataset = stack.dataset()
+
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        asked: list = []
+
+        def limits(route):
+            asked.append(route.request)
+            route.fulfill(json=rules)
+
+        page.route(stack.url("/limits"), limits)
+        log = RequestLog(page)
+        page.goto(stack.url(f"/?dataset={dataset}"))
+        expect(page.locator("#rules")).to_have_text(
+            "PNG, 2 KiB at most each (judged by their content, not their names)."
+        )
+        accept = page.get_attribute("#files", "accept")
+        page.set_input_files("#files", [str(tmp_path / name) for name in files])
+        expect(page.locator('#rows tr[data-state="refused"]')).to_have_count(2)
+        expect(page.locator("#start")).to_have_text("Upload 3 files")
+        page.click("#start")
+        wait_until_settled(page)
+        states = dict(
+            zip(
+                page.locator("#rows td.name").all_inner_texts(),
+                page.locator("#rows td.status").all_inner_texts(),
+                strict=True,
+            )
+        )
+        prepared = [
+            json.loads(r.post_data)
+            for r in log.requests
+            if r.method == "POST" and r.url.endswith("/prepare-upload")
+        ]
+
+    assert len(asked) == 1  # once per page load
+    assert "authorization" not in asked[0].headers
+    assert accept == "image/png"
+    assert states["photo.jpg"] == "not accepted: JPEG images are not accepted (PNG only)"
+    assert states["big.png"] == f"not accepted: over 2 KiB ({len(files['big.png'])} bytes)"
+    assert [states[name].split(" ·")[0] for name in ("a.png", "b.png", "c.png")] == ["uploaded"] * 3
+    assert [len(body["files"]) for body in prepared] == [2, 1]  # the API's max_batch
+    assert {f["mime_type"] for body in prepared for f in body["files"]} == {"image/png"}
+
+
+def test_without_the_apis_rules_no_file_is_sent(stack, tmp_path):
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(sample_images.jpeg())
+    with chromium_browser() as browser:
+        page = browser.new_page()
+        page.route(stack.url("/limits"), lambda route: route.fulfill(status=404, json={"detail": "Gone"}))
+        log = RequestLog(page)
+        page.goto(stack.url(f"/?dataset={stack.dataset()}"))
+        expect(page.locator("#message")).to_contain_text(
+            "The API's upload rules (GET /limits) could not be read: it answered 404."
+        )
+        page.set_input_files("#files", [str(photo)])
+        expect(page.locator("#rows tr")).to_have_attribute("data-state", "refused")
+        expect(page.locator("#rows td.status")).to_contain_text("upload rules could not be read")
+        expect(page.locator("#start")).to_be_disabled()
+        sent = [r.url for r in log.requests if r.method in ("POST", "PUT")]
+    assert sent == []
 
 
 def test_an_unreachable_api_is_said_so(stack):

@@ -95,6 +95,7 @@ def test_openapi_document_lists_every_route_with_its_schemas(api):
         ("GET", "/datasets/{dataset_id}/members"),
         ("PUT", "/datasets/{dataset_id}/members/{sub}"),
         ("DELETE", "/datasets/{dataset_id}/members/{sub}"),
+        ("GET", "/limits"),
     }
     assert "PrepareUploadRequest" in spec["components"]["schemas"]
 

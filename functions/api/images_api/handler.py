@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from images_api.routes import datasets, images, members
+from images_api.routes import datasets, images, limits, members
 from uploads_core.errors import (
     ConflictError,
     ForbiddenError,
@@ -44,6 +44,7 @@ app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=_rea
 app.include_router(datasets.router)
 app.include_router(images.router)
 app.include_router(members.router)
+app.include_router(limits.router)  # public, like /openapi.json
 # Swagger UI at /docs (its assets come from a CDN, loaded by the reader's browser).
 app.enable_swagger(path="/docs", title="Image uploads API", version="1.0.0")
 

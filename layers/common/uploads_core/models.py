@@ -2,13 +2,19 @@
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
-ALLOWED_MIME_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
+# The upload rules, written here only: the models below enforce them, `GET /limits` publishes them, and
+# the CLI and the upload page read them from there. No SVG: it carries script.
+MimeType = Literal["image/jpeg", "image/png", "image/webp", "image/gif"]
+ALLOWED_MIME_TYPES: tuple[str, ...] = get_args(MimeType)
+MIN_FILE_SIZE = 1
 MAX_FILE_SIZE = 10 * 1024 * 1024
-MAX_BATCH = 1000
+MAX_FILENAME_LENGTH = 255
+MAX_BATCH = 1000  # files per prepare-upload, ids per confirm-upload
+MAX_PAGE_SIZE = 1000  # `limit` of a listing
 # A URL signed with the function role's temporary credentials stops working when their session
 # ends, whatever X-Amz-Expires says, and Lambda does not say how long that session has left: one
 # hour (the note's default) is the longest lifetime we promise. Cleanup relies on this upper bound.
@@ -20,8 +26,6 @@ MAX_SKIP = 10_000
 MAX_ID = 2**53 - 1
 # Thumbnails live outside the trigger's `datasets/` prefix, so writing one never re-triggers.
 THUMBNAIL_PREFIX = "thumbnails/"
-
-MimeType = Literal["image/jpeg", "image/png", "image/webp", "image/gif"]
 
 
 def _json_number(value: object) -> object:
@@ -56,8 +60,8 @@ class ImageStatus(StrEnum):
 
 
 class FileToUpload(BaseModel):
-    filename: str = Field(min_length=1, max_length=255, examples=["car1.jpg"])
-    file_size: JsonInt = Field(ge=1, le=MAX_FILE_SIZE, examples=[1024000])
+    filename: str = Field(min_length=1, max_length=MAX_FILENAME_LENGTH, examples=["car1.jpg"])
+    file_size: JsonInt = Field(ge=MIN_FILE_SIZE, le=MAX_FILE_SIZE, examples=[1024000])
     mime_type: MimeType = Field(examples=["image/jpeg"])
 
 

@@ -7,9 +7,9 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 
 from images_api.access import Caller, caller_from
 from uploads_core.models import (
-    MAX_BATCH,
     MAX_EXPIRES_IN,
     MAX_ID,
+    MAX_PAGE_SIZE,
     MAX_SKIP,
     SUB_PATTERN,
     ErrorDetail,
@@ -26,7 +26,7 @@ ExpiresIn = Annotated[int, Query(ge=1, le=MAX_EXPIRES_IN, description="Lifetime 
 Skip = Annotated[
     int, Query(ge=0, le=MAX_SKIP, description="Items to skip (at most 10,000: page deeper with `cursor`)")
 ]
-Limit = Annotated[int, Query(ge=1, le=MAX_BATCH, description="Page size")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
 StatusFilter = Annotated[ImageStatus | None, Query(description="Only images with this status")]
 Cursor = Annotated[
     str | None,

@@ -1,0 +1,55 @@
+"""GET /limits: the upload rules, published so that clients (the CLI, the upload page) never copy them."""
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
+from pydantic import BaseModel, Field
+
+from uploads_core import models
+
+router = APIGatewayHttpRouter()
+
+# Public data that changes only with a deployment: a client may keep it a few minutes.
+CACHE_CONTROL = "public, max-age=300"
+
+
+class UploadLimits(BaseModel):
+    """What prepare-upload, confirm-upload and the listings accept (public, no token needed)."""
+
+    mime_types: list[str] = Field(
+        description="Accepted `mime_type` values. The S3 trigger judges the stored bytes, not names: the "
+        "type declared must be the one the file's first bytes show (JPEG `FF D8 FF`, PNG, GIF87a/GIF89a, "
+        "RIFF....WEBP)"
+    )
+    min_file_size: int = Field(description="Smallest `file_size`, bytes")
+    max_file_size: int = Field(description="Largest `file_size`, bytes")
+    max_filename_length: int = Field(description="Longest `filename`, characters")
+    max_batch: int = Field(description="Most files per prepare-upload, and ids per confirm-upload")
+    max_expires_in: int = Field(description="Longest `expires_in` of presigned URLs, seconds")
+    default_expires_in: int = Field(description="`expires_in` when none is given, seconds")
+    max_page_size: int = Field(description="Largest `limit` of a listing")
+    max_skip: int = Field(description="Largest `skip` of a listing (deeper: the cursor)")
+
+
+def current_limits() -> UploadLimits:
+    """Read from uploads_core.models at each call: the constants the request models enforce."""
+    return UploadLimits(
+        mime_types=list(models.ALLOWED_MIME_TYPES),
+        min_file_size=models.MIN_FILE_SIZE,
+        max_file_size=models.MAX_FILE_SIZE,
+        max_filename_length=models.MAX_FILENAME_LENGTH,
+        max_batch=models.MAX_BATCH,
+        max_expires_in=models.MAX_EXPIRES_IN,
+        default_expires_in=models.DEFAULT_EXPIRES_IN,
+        max_page_size=models.MAX_PAGE_SIZE,
+        max_skip=models.MAX_SKIP,
+    )
+
+
+@router.get("/limits", summary="The upload rules (public)", responses={200: {"description": "The rules"}})
+def get_limits() -> Response[UploadLimits]:
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=current_limits().model_dump(mode="json"),
+        headers={"Cache-Control": CACHE_CONTROL},
+    )

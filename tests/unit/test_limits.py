@@ -1,0 +1,234 @@
+"""GET /limits publishes the upload rules of uploads_core.models, and the clients take theirs from it."""
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from image_uploads_cli.api import Api as CliApi
+from image_uploads_cli.api import ApiError
+from image_uploads_cli.scan import Limits, sniff
+from image_uploads_cli.upload import plan_upload
+from tests import sample_images
+from uploads_core import models
+
+ROOT = Path(__file__).parents[2]
+
+
+def get_limits(api):
+    return api.call("get_openapi", path="/limits", query={})
+
+
+def mpo() -> bytes:
+    """What a 3D camera writes: a JPEG whose first image is followed by a second (Pillow's MPO)."""
+    first = Image.linear_gradient("L").resize((64, 48)).convert("RGB")
+    out = io.BytesIO()
+    first.save(out, "MPO", save_all=True, append_images=[first.rotate(180)])
+    return out.getvalue()
+
+
+def test_limits_are_the_constants_the_models_enforce(api):
+    reply = get_limits(api)
+
+    assert reply.status == 200
+    assert reply.json == {
+        "mime_types": ["image/jpeg", "image/png", "image/webp", "image/gif"],
+        "min_file_size": 1,
+        "max_file_size": 10485760,
+        "max_filename_length": 255,
+        "max_batch": 1000,
+        "max_expires_in": 3600,
+        "default_expires_in": 3600,
+        "max_page_size": 1000,
+        "max_skip": 10000,
+    }
+    assert reply.json["mime_types"] == list(models.ALLOWED_MIME_TYPES)
+    assert reply.json["max_file_size"] == models.MAX_FILE_SIZE
+    assert reply.headers["cache-control"] == "public, max-age=300"
+
+
+def test_the_models_enforce_what_limits_says(api):
+    rules = get_limits(api).json
+    at_most = {"filename": "a" * rules["max_filename_length"], "file_size": rules["max_file_size"]}
+    ok = [{**at_most, "mime_type": mime} for mime in rules["mime_types"]]
+    assert api.prepare(1, ok).status == 200
+    for wrong in (
+        {**at_most, "mime_type": "image/svg+xml"},
+        {**at_most, "file_size": rules["max_file_size"] + 1, "mime_type": "image/png"},
+        {**at_most, "file_size": rules["min_file_size"] - 1, "mime_type": "image/png"},
+        {**at_most, "filename": "a" * (rules["max_filename_length"] + 1), "mime_type": "image/png"},
+    ):
+        assert api.prepare(1, [wrong]).status == 422, wrong
+    too_many = [{"filename": "a.png", "file_size": 1, "mime_type": "image/png"}] * (rules["max_batch"] + 1)
+    assert api.prepare(1, too_many).status == 422
+    assert api.list(1, limit=rules["max_page_size"] + 1).status == 422
+    assert api.list(1, skip=rules["max_skip"] + 1).status == 422
+    assert api.prepare(1, ok[:1], expires_in=rules["max_expires_in"] + 1).status == 422
+    assert api.prepare(1, ok[:1]).json["uploads"][0]["expires_in"] == rules["default_expires_in"]
+
+
+def test_limits_need_no_token_with_auth_mode_jwt(auth):
+    reply = get_limits(auth(None))  # no authorizer ran: a public route
+    assert reply.status == 200
+    assert reply.json["max_batch"] == models.MAX_BATCH
+
+
+def test_limits_are_read_from_the_models_at_each_request(api, monkeypatch):
+    monkeypatch.setattr(models, "MAX_FILE_SIZE", 2048)
+    monkeypatch.setattr(models, "ALLOWED_MIME_TYPES", ("image/png",))
+    rules = get_limits(api).json
+    assert (rules["max_file_size"], rules["mime_types"]) == (2048, ["image/png"])
+
+
+# --- The CLI: its rules are the API's answer, whatever it says ----------------------------------------
+
+
+@pytest.fixture
+def cli_api(api, monkeypatch) -> CliApi:
+    """The CLI's Api class, its HTTP calls answered by the real lambda_handler in this process."""
+    calls: list[str] = []
+
+    def call(self, method: str, path: str, **kwargs) -> requests.Response:
+        calls.append(f"{method} {path}")
+        listing = re.fullmatch(r"/datasets/(\d+)/images", path)
+        if (method, path) == ("GET", "/limits"):
+            reply = get_limits(api)
+        elif method == "GET" and listing:
+            reply = api.list(int(listing[1]), **kwargs.get("params", {}))
+        else:
+            raise AssertionError(f"unexpected call {method} {path}")
+        response = requests.Response()
+        response.status_code = reply.status
+        response._content = reply.raw["body"].encode()
+        response.headers.update(reply.headers)
+        if reply.status >= 400:
+            raise ApiError(reply.status, response.text)
+        return response
+
+    monkeypatch.setattr(CliApi, "_call", call)
+    client = CliApi("http://api.invalid")
+    client.calls = calls  # type: ignore[attr-defined]
+    return client
+
+
+def write(folder: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    return folder
+
+
+def test_the_cli_judges_files_by_the_apis_rules_and_their_bytes(cli_api, monkeypatch, tmp_path):
+    # Another deployment's rules: only JPEG and PNG, 4 KiB at most. The CLI has no copy of its own.
+    monkeypatch.setattr(models, "ALLOWED_MIME_TYPES", ("image/jpeg", "image/png"))
+    monkeypatch.setattr(models, "MAX_FILE_SIZE", 4096)
+    folder = write(
+        tmp_path,
+        {
+            "camera.mpo": mpo(),  # a JPEG, whatever its name says
+            "SHOT.JPG": sample_images.jpeg(),
+            "old.jfif": sample_images.jpeg(),
+            "b.png": sample_images.png(),
+            "page.png": sample_images.HTML,  # not an image, whatever its name says
+            "anim.gif": sample_images.gif(),  # an image, but not one this API takes
+            "big.jpg": sample_images.jpeg_of_size(4097),
+            "empty.webp": b"",
+        },
+    )
+
+    plan = plan_upload(cli_api, 7, folder, None)
+
+    declared = {f.name: f.mime_type for f in plan.to_send}
+    assert declared == {
+        "camera.mpo": "image/jpeg",
+        "SHOT.JPG": "image/jpeg",
+        "old.jfif": "image/jpeg",
+        "b.png": "image/png",
+    }
+    assert {r.name: r.reason for r in plan.refused} == {
+        "page.png": "content is not a JPEG or PNG image",
+        "anim.gif": "GIF images are not accepted (only JPEG or PNG)",
+        "big.jpg": "4097 bytes, over 4 KiB",
+        "empty.webp": "empty file",
+    }
+    # Asked once per run, however many files and listings.
+    assert cli_api.calls.count("GET /limits") == 1
+    assert len(list(cli_api.images(7))) == 0
+    assert cli_api.calls.count("GET /limits") == 1
+
+
+def test_the_cli_uses_the_apis_batch_size(cli_api, monkeypatch):
+    monkeypatch.setattr(models, "MAX_BATCH", 3)
+    monkeypatch.setattr(models, "MAX_PAGE_SIZE", 2)
+    limits = cli_api.limits()
+    assert (limits.max_batch, limits.max_page_size) == (3, 2)
+    list(cli_api.images(7))
+    assert cli_api.calls[-1] == "GET /datasets/7/images"
+
+
+def test_an_api_without_limits_stops_the_cli_with_a_clear_error(monkeypatch):
+    def not_found(self, method, path, **kwargs):
+        raise ApiError(404, "Not Found")
+
+    monkeypatch.setattr(CliApi, "_call", not_found)
+    with pytest.raises(ApiError) as error:
+        CliApi("http://api.invalid").limits()
+    assert error.value.status == 404
+    assert "does not publish its upload rules (GET /limits)" in str(error.value)
+
+
+def test_the_clients_sniff_as_the_server_does():
+    from upload_processor.inspection import MIME_TYPES, _sniff
+
+    samples = [
+        sample_images.jpeg(),
+        mpo(),
+        sample_images.png(),
+        sample_images.gif(),
+        sample_images.webp(),
+        b"GIF87a" + b"\0" * 20,
+        b"RIFF\0\0\0\0WEBPVP8 ",
+        sample_images.HTML,
+        b"\x89PNG\r\n",  # a cut signature
+        b"RIFF\0\0\0\0WAVE",
+        b"",
+    ]
+    for data in samples:
+        server = _sniff(data[:32])
+        assert sniff(data[:16]) == (MIME_TYPES[server] if server else None), data[:16]
+    # And the page's sniff() has the same four magic numbers (its behaviour: test_upload_page.py).
+    page = (ROOT / "web" / "app.js").read_text()
+    for pattern in (
+        "0xff, 0xd8, 0xff",
+        "0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a",
+        '"GIF87a"',
+        '"GIF89a"',
+    ):
+        assert pattern in page
+    assert 'ascii(0, "RIFF") && ascii(8, "WEBP")' in page
+
+
+def test_limits_parse_into_the_clis_rules(api):
+    limits = Limits.from_json(get_limits(api).json)
+    assert limits.mime_types == models.ALLOWED_MIME_TYPES
+    assert limits.type_names() == "JPEG, PNG, WebP or GIF"
+
+
+def test_no_client_keeps_its_own_copy_of_the_rules():
+    """The behaviour is tested above and in the browser; this catches a copy coming back."""
+    copies = re.compile(
+        r"10485760|10_485_760|10\s*\*\s*1024\s*\*\s*1024|10 MiB|\b1000\b|"
+        r"image/jpeg\W+image/png|image/jpeg\W+image/webp"
+    )
+    clients = [*(ROOT / "cli" / "image_uploads_cli").glob("*.py"), *(ROOT / "web").glob("*.*")]
+    assert clients
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in clients
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if copies.search(line)
+    ]
+    assert found == []
