@@ -1,530 +1,281 @@
-"""An API Gateway HTTP API (payload format 2.0) in front of the template's functions.
+"""The template's HTTP API as a WSGI app: API Gateway (payload format 2.0) in front of its functions.
 
-``HttpApi`` holds the behaviour (routing, CORS, JWT authorizers, event and response translation) and
-works on plain ``Request``/``Response`` values; ``ApiServer`` only moves bytes over HTTP.
+What the template's HttpApi uses: routes with a method and {param} segments (a literal segment wins over
+a parameter), its CorsConfiguration (preflights answered by the gateway, the function's CORS headers
+replaced), the JWT authorizer of the routes whose OpenAPI ``security`` names one (AuthMode=jwt), and the
+Lambda proxy integration. Dev only: ``first`` (the local OIDC issuer) answers its paths before anything,
+``fallback`` (the upload page of web/) what no route takes.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import json
 import logging
+import mimetypes
 import os
 import re
-import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from local_stack.jwt_authorizer import Denied, JwtAuthorizer
-from local_stack.worker import json_default
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Request, Response
+
+from local_stack.auth import CLIENT_ID, Denied, JwtAuthorizer, fetch_json
+from local_stack.template import REPO_ROOT, Names, function_events, resources_of_type
 
 log = logging.getLogger("local_stack.api")
 
 MAX_REQUEST_BODY = 10 * 1024 * 1024  # API Gateway's payload quota
-MAX_LAMBDA_PAYLOAD = 6 * 1024 * 1024  # synchronous Lambda invocation limit, request and response
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-# Content types API Gateway passes as text; everything else arrives base64-encoded.
-_TEXT_TYPES = re.compile(
-    r"^(text/.*|application/(json|.*\+json|xml|.*\+xml|javascript|graphql|yaml|x-yaml))$"
-)
+MAX_LAMBDA_PAYLOAD = 6 * 1024 * 1024  # a synchronous invocation's event and result
+# Content types API Gateway passes as text; any other body arrives base64-encoded.
+_TEXT = re.compile(r"text/.*|application/(json|.*\+json|xml|.*\+xml|javascript|graphql|yaml|x-yaml)")
 
-Invoke = Callable[[str, dict[str, Any]], Any]
+Handler = Callable[[Request], Response | None]
 
 
 @dataclass(frozen=True)
 class Route:
-    method: str  # upper case, or ANY
-    path: str  # "/images/{image_id}", "/files/{proxy+}" or "$default"
-    function: str  # logical id
+    method: str
+    path: str  # "/images/{image_id}"
+    function: str  # its logical id
 
     @property
     def key(self) -> str:
-        return "$default" if self.path == "$default" else f"{self.method} {self.path}"
+        return f"{self.method} {self.path}"
 
-    @property
-    def segments(self) -> list[str]:
-        return self.path.lstrip("/").split("/")
-
-    def specificity(self) -> tuple[Any, ...]:
-        # Lower sorts first. Left to right, a literal segment beats {param}, which beats {greedy+};
-        # then an explicit method beats ANY; $default comes last.
-        if self.path == "$default":
-            return (1,)
-        ranks = tuple(2 if s.endswith("+}") else 1 if s.startswith("{") else 0 for s in self.segments)
-        return (0, ranks, self.method == "ANY")
-
-    def match(self, method: str, segments: list[str]) -> dict[str, str] | None:
-        """Path parameters if this route takes ``method`` on the (decoded) ``segments``."""
-        if self.method not in ("ANY", method):
-            return None
-        if self.path == "$default":
-            return {}
-        params: dict[str, str] = {}
-        for i, part in enumerate(self.segments):
-            if part.startswith("{") and part.endswith("+}"):
-                rest = segments[i:]
-                if not rest or rest == [""]:
-                    return None
-                params[part[1:-2]] = "/".join(rest)
-                return params
-            if i >= len(segments):
-                return None
-            if part.startswith("{") and part.endswith("}"):
-                if not segments[i]:
-                    return None
-                params[part[1:-1]] = segments[i]
-            elif part != segments[i]:
-                return None
-        return params if len(segments) == len(self.segments) else None
+    def match(self, method: str, raw_path: str) -> dict[str, str] | None:
+        """The route's URL-decoded path parameters in ``raw_path`` (%2F stays in its segment), or None."""
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path))
+        found = re.fullmatch(pattern, raw_path) if method == self.method else None
+        return {name: unquote(value) for name, value in found.groupdict().items()} if found else None
 
 
-def match_route(routes: Iterable[Route], method: str, raw_path: str) -> tuple[Route, dict[str, str]] | None:
-    """The most specific route for the request, with its URL-decoded path parameters."""
-    # Decode segment by segment so that %2F stays inside its segment.
-    segments = [unquote(s) for s in raw_path.lstrip("/").split("/")]
-    candidates = []
-    for route in routes:
-        params = route.match(method.upper(), segments)
-        if params is not None:
-            candidates.append((route.specificity(), route, params))
-    if not candidates:
-        return None
-    _, route, params = min(candidates, key=lambda c: c[0])
-    return route, params
+def _http_api(template: Mapping[str, Any], **names: Any) -> dict[str, Any]:
+    """The properties of the template's HttpApi, resolved."""
+    apis = resources_of_type(template, "AWS::Serverless::HttpApi")
+    return Names(template, **names).resolve(next(iter(apis.values()), {}).get("Properties") or {})
 
 
-@dataclass
-class Request:
-    method: str
-    target: str  # path and query exactly as sent, e.g. "/images/a%20b?x=1&x=2"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-    source_ip: str = "127.0.0.1"
-    protocol: str = "HTTP/1.1"
-
-    @property
-    def raw_path(self) -> str:
-        return self.target.split("?", 1)[0]
-
-    @property
-    def raw_query(self) -> str:
-        return self.target.split("?", 1)[1] if "?" in self.target else ""
-
-    def header(self, name: str) -> str | None:
-        values = [v for k, v in self.headers if k.lower() == name.lower()]
-        return ",".join(values) if values else None
+def http_routes(template: Mapping[str, Any]) -> list[Route]:
+    return [Route(p["Method"].upper(), p["Path"], f) for f, _, p in function_events(template, "HttpApi")]
 
 
-@dataclass
-class Response:
-    status: int
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
-
-    @classmethod
-    def message(cls, status: int, message: str) -> Response:
-        body = json.dumps({"message": message}, separators=(",", ":")).encode()
-        return cls(status, [("Content-Type", "application/json")], body)
-
-
-def _is_binary(body: bytes, content_type: str | None) -> bool:
-    if content_type and not _TEXT_TYPES.match(content_type.split(";")[0].strip().lower()):
-        return True
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    return False
-
-
-def _request_id() -> str:
-    return base64.b64encode(os.urandom(11)).decode()  # same shape as API Gateway's ids
-
-
-def build_event(
-    request: Request,
-    route: Route,
-    path_parameters: Mapping[str, str],
-    *,
-    account_id: str = "123456789012",
-    api_id: str = "local",
-    request_id: str | None = None,
-    now: datetime | None = None,
-    authorizer: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The payload format 2.0 event API Gateway would send for ``request``.
-
-    ``authorizer``: what the route's authorizer passes on (``{"jwt": {"claims", "scopes"}}``).
-    """
-    now = now or datetime.now(UTC)
-    request_id = request_id or _request_id()
-    headers: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in request.headers:
-        name = name.lower()
-        if name == "cookie":  # cookies travel in their own field, not as a header
-            cookies.extend(c.strip() for c in value.split(";") if c.strip())
-        else:
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
-    host = headers.get("host", "localhost")
-    headers.setdefault("x-forwarded-for", request.source_ip)
-    headers.setdefault("x-forwarded-proto", "http")
-    if ":" in host:
-        headers.setdefault("x-forwarded-port", host.rsplit(":", 1)[1])
-    headers.setdefault("x-amzn-trace-id", f"Root=1-{int(now.timestamp()):08x}-{uuid.uuid4().hex[:24]}")
-
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(request.raw_query, keep_blank_values=True):
-        query[name] = f"{query[name]},{value}" if name in query else value
-
-    # HTTP APIs hand over the path decoded (rawPath too), but rawQueryString as sent.
-    path = unquote(request.raw_path)
-    hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route.key,
-        "rawPath": path,
-        "rawQueryString": request.raw_query,
+def route_authorizers(
+    template: Mapping[str, Any], fetch: Callable[[str], Any] = fetch_json, **names: Any
+) -> dict[str, JwtAuthorizer]:
+    """Route key -> the authorizer its OpenAPI ``security`` names (resolved: with AuthMode=open, none)."""
+    body = _http_api(template, **names).get("DefinitionBody") or {}
+    schemes = (body.get("components") or {}).get("securitySchemes") or {}
+    authorizers = {
+        name: JwtAuthorizer(s["x-amazon-apigateway-authorizer"], fetch) for name, s in schemes.items()
     }
-    if cookies:
-        event["cookies"] = cookies
-    event["headers"] = headers
-    if query:
-        event["queryStringParameters"] = query
-    event["requestContext"] = {
-        "accountId": account_id,
-        "apiId": api_id,
-        **({"authorizer": dict(authorizer)} if authorizer else {}),
-        "domainName": host,
-        "domainPrefix": hostname if re.fullmatch(r"[\d.]+", hostname) else hostname.split(".", 1)[0],
-        "http": {
-            "method": request.method.upper(),
-            "path": path,
-            "protocol": request.protocol,
-            "sourceIp": request.source_ip,
-            "userAgent": headers.get("user-agent", ""),
-        },
-        "requestId": request_id,
-        "routeKey": route.key,
-        "stage": "$default",
-        "time": f"{now:%d}/{_MONTHS[now.month - 1]}/{now:%Y:%H:%M:%S} +0000",
-        "timeEpoch": int(now.timestamp() * 1000),
-    }
-    if path_parameters:
-        event["pathParameters"] = dict(path_parameters)
-    if request.body:
-        if _is_binary(request.body, headers.get("content-type")):
-            event["body"] = base64.b64encode(request.body).decode()
-            event["isBase64Encoded"] = True
-        else:
-            event["body"] = request.body.decode("utf-8")
-            event["isBase64Encoded"] = False
-    else:
-        event["isBase64Encoded"] = False
-    return event
+    by_route = {}
+    for path, operations in (body.get("paths") or {}).items():
+        for method, operation in operations.items():
+            for scheme, scopes in [item for r in operation.get("security") or [] for item in r.items()]:
+                if scopes:
+                    raise ValueError(f"{method.upper()} {path}: scopes are not supported by the local stack")
+                by_route[f"{method.upper()} {path}"] = authorizers[scheme]
+    return by_route
 
 
-class InvalidResponse(Exception):
-    """The function's result is not something API Gateway can turn into a response."""
-
-
-def translate_response(result: Any) -> Response:
-    """Turn a function's return value into the HTTP response, following the 2.0 format rules."""
-    try:
-        serialized = json.dumps(result, default=json_default)
-    except (TypeError, ValueError) as error:
-        raise InvalidResponse(f"the result is not JSON serializable: {error}") from error
-    if len(serialized.encode()) > MAX_LAMBDA_PAYLOAD:
-        raise InvalidResponse("the response is over Lambda's 6 MB payload limit")
-    payload = json.loads(serialized)  # what crosses the Lambda boundary
-    if not (isinstance(payload, dict) and "statusCode" in payload):
-        # No statusCode: API Gateway takes the whole result as a JSON body.
-        return Response(200, [("Content-Type", "application/json")], serialized.encode())
-
-    try:
-        status = int(payload["statusCode"])
-    except (TypeError, ValueError):
-        raise InvalidResponse(f"statusCode {payload['statusCode']!r} is not a number") from None
-    if not 100 <= status <= 599:
-        raise InvalidResponse(f"statusCode {status} is out of range")
-    headers = [(str(k), _header_text(v)) for k, v in (payload.get("headers") or {}).items()]
-    for name, values in (payload.get("multiValueHeaders") or {}).items():
-        headers.extend((str(name), _header_text(v)) for v in values)
-    headers.extend(("Set-Cookie", str(cookie)) for cookie in payload.get("cookies") or [])
-
-    body = payload.get("body")
-    if body is None:
-        data = b""
-    elif not isinstance(body, str):
-        raise InvalidResponse(f"body must be a string, got {type(body).__name__}")
-    elif payload.get("isBase64Encoded"):
-        try:
-            data = base64.b64decode(body, validate=True)
-        except ValueError as error:
-            raise InvalidResponse(f"isBase64Encoded but the body is not base64: {error}") from error
-    else:
-        data = body.encode("utf-8")
-    return Response(status, headers, data)
-
-
-def _header_text(value: Any) -> str:
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-@dataclass
 class HttpApi:
-    """Routing, CORS and the Lambda proxy integration of one HTTP API."""
+    """Routing, CORS, authorizers and the Lambda proxy integration; ``invoke(function, event)`` runs one."""
 
-    routes: list[Route]
-    invoke: Invoke  # (function logical id, event) -> result
-    cors: Mapping[str, Any] | None = None  # CorsConfiguration as in the template, resolved
-    account_id: str = "123456789012"
-    api_id: str = "local"
-    # Dev only: answers requests no route takes (the static upload page) before the 404.
-    fallback: Callable[[Request], Response | None] | None = None
-    authorizers: Mapping[str, JwtAuthorizer] = field(default_factory=dict)  # route key -> its authorizer
-    # Dev only: answers its own paths before anything else, CORS included (the local OIDC issuer).
-    reserved: Callable[[Request], Response | None] | None = None
+    def __init__(
+        self,
+        routes: list[Route],
+        invoke: Callable[[str, dict[str, Any]], Any],
+        *,
+        cors: Mapping[str, Any] | None = None,  # the HttpApi's CorsConfiguration, resolved
+        authorizers: Mapping[str, JwtAuthorizer] | None = None,  # route key -> its authorizer
+        account_id: str = "123456789012",
+        first: Handler | None = None,
+        fallback: Handler | None = None,
+    ) -> None:
+        # Sorted literal segments first, so that the first route that matches is the most specific one.
+        self.routes = sorted(routes, key=lambda r: [s.startswith("{") for s in r.path.split("/")])
+        self.invoke, self.cors, self.authorizers = invoke, cors or {}, authorizers or {}
+        self.account_id, self.first, self.fallback = account_id, first, fallback
 
     @classmethod
-    def from_routes(cls, routes: Iterable[tuple[str, str, str]], invoke: Invoke, **kwargs: Any) -> HttpApi:
-        return cls([Route(m.upper(), p, f) for m, p, f in routes], invoke, **kwargs)
+    def from_template(
+        cls, template: Mapping[str, Any], invoke: Any, names: dict[str, Any], **kwargs: Any
+    ) -> HttpApi:
+        """The template's HttpApi, resolved with ``names`` (Names' arguments: AuthMode is a parameter)."""
+        cors, authorizers = (
+            _http_api(template, **names).get("CorsConfiguration"),
+            route_authorizers(template, **names),
+        )
+        return cls(http_routes(template), invoke, cors=cors, authorizers=authorizers, **kwargs)
 
-    def handle(self, request: Request) -> Response:
-        request_id = _request_id()
-        response = (self.reserved and self.reserved(request)) or self._respond(request, request_id)
-        response.headers.append(("apigw-requestid", request_id))
-        return response
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        started, request = time.monotonic(), Request(environ)
+        request.max_content_length = MAX_REQUEST_BODY
+        request_id = base64.b64encode(os.urandom(11)).decode()  # the shape of API Gateway's ids
+        response = (self.first and self.first(request)) or self._respond(request, request_id)
+        response.headers["apigw-requestid"] = request_id
+        ms = (time.monotonic() - started) * 1000
+        log.info("%s %s %d %.0f ms", request.method, request.full_path.rstrip("?"), response.status_code, ms)
+        return response(environ, start_response)
 
     def _respond(self, request: Request, request_id: str) -> Response:
-        origin = request.header("origin")
-        if (
-            self.cors is not None
-            and request.method.upper() == "OPTIONS"
-            and origin
-            and request.header("access-control-request-method")
-        ):
-            return Response(204, self._preflight_headers(origin))  # API Gateway answers preflights itself
-
+        origin, patterns = request.headers.get("Origin", ""), self.cors.get("AllowOrigins", [])
+        allowed = [pattern for pattern in patterns if fnmatch.fnmatchcase(origin.lower(), pattern.lower())]
+        headers = (
+            {"Access-Control-Allow-Origin": "*" if "*" in allowed else origin} if origin and allowed else {}
+        )
+        preflight = request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers
+        if self.cors and origin and preflight:  # API Gateway answers preflights itself
+            if headers:
+                headers["Access-Control-Allow-Methods"] = ",".join(self.cors.get("AllowMethods", []))
+                headers["Access-Control-Allow-Headers"] = ",".join(self.cors.get("AllowHeaders", []))
+                headers["Access-Control-Max-Age"] = str(self.cors.get("MaxAge", 0))
+            return Response(status=204, headers=headers)
         response = self._integrate(request, request_id)
-        if self.cors is not None:
-            # With CORS configured, API Gateway replaces whatever CORS headers the function sent.
-            response.headers = [
-                (k, v) for k, v in response.headers if not k.lower().startswith("access-control-")
-            ]
-            if origin:
-                response.headers.extend(self._cors_headers(origin))
+        if self.cors:  # API Gateway replaces whatever CORS headers the function sent
+            for name in [name for name, _ in response.headers if name.lower().startswith("access-control-")]:
+                del response.headers[name]
+            if headers:
+                headers["Access-Control-Expose-Headers"] = ",".join(self.cors.get("ExposeHeaders", []))
+            response.headers.update(headers)
         return response
 
     def _integrate(self, request: Request, request_id: str) -> Response:
-        matched = match_route(self.routes, request.method, request.raw_path)
-        if matched is None:
-            fallback = self.fallback(request) if self.fallback else None
-            return fallback or Response.message(404, "Not Found")
-        route, params = matched
+        raw_path = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or "").split("?")[0]
+        for route in self.routes:
+            if (params := route.match(request.method, raw_path or request.path)) is not None:
+                break
+        else:
+            return (self.fallback and self.fallback(request)) or message(404, "Not Found")
         authorizer = None
         if route.key in self.authorizers:
             try:
-                authorizer = self.authorizers[route.key].authorize(request.header)
-            except Denied as denied:
-                log.info("%s %s: %s", denied.status, route.key, denied)
-                return Response.message(denied.status, denied.message)  # the function is not invoked
-        event = build_event(
-            request,
-            route,
-            params,
-            account_id=self.account_id,
-            api_id=self.api_id,
-            request_id=request_id,
-            authorizer=authorizer,
-        )
-        if len(json.dumps(event)) > MAX_LAMBDA_PAYLOAD:
-            log.error("%s: the event is over Lambda's 6 MB payload limit (base64 adds a third)", route.key)
-            return Response.message(413, "Request Entity Too Large")
+                authorizer = self.authorizers[route.key].authorize(request.headers)
+            except Denied as denied:  # the function is not invoked
+                log.info("401 %s: %s", route.key, denied)
+                return message(401, "Unauthorized")
         try:
-            result = self.invoke(route.function, event)
-            return translate_response(result)
-        except InvalidResponse as error:
-            log.error("%s returned an invalid response for %s: %s", route.function, route.key, error)
+            event = self.event(request, route, params, request_id, authorizer)
+        except RequestEntityTooLarge:
+            return message(413, "Request Entity Too Large")
+        if len(json.dumps(event)) > MAX_LAMBDA_PAYLOAD:  # base64 adds a third to a binary body
+            return message(413, "Request Entity Too Large")
+        try:
+            return to_response(self.invoke(route.function, event))
         except Exception:
-            log.error("%s raised for %s:\n%s", route.function, route.key, traceback.format_exc())
-        return Response.message(500, "Internal Server Error")
+            log.exception("%s failed for %s", route.function, route.key)
+            return message(500, "Internal Server Error")
 
-    def origin_allowed(self, origin: str) -> bool:
-        for allowed in (self.cors or {}).get("AllowOrigins") or []:
-            pattern = "^" + ".*".join(re.escape(p) for p in allowed.split("*")) + "$"
-            if re.match(pattern, origin, re.IGNORECASE):
-                return True
-        return False
+    def event(
+        self, request: Request, route: Route, params: dict[str, str], request_id: str, authorizer: Any
+    ) -> dict:
+        """The payload format 2.0 event API Gateway sends for ``request``."""
+        now, body = datetime.now(UTC), request.get_data()
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            headers[name.lower()] = f"{headers[name.lower()]},{value}" if name.lower() in headers else value
+        host = headers.get("host", "localhost")
+        headers.setdefault("x-forwarded-for", request.remote_addr or "127.0.0.1")
+        headers.setdefault("x-forwarded-proto", "http")
+        headers.setdefault("x-forwarded-port", host.rsplit(":", 1)[-1] if ":" in host else "80")
+        headers.setdefault("x-amzn-trace-id", f"Root=1-{int(now.timestamp()):08x}-{uuid.uuid4().hex[:24]}")
+        raw_query, query = request.environ.get("QUERY_STRING", ""), {}
+        for name, value in parse_qsl(raw_query, keep_blank_values=True):
+            query[name] = f"{query[name]},{value}" if name in query else value
+        hostname = host.rsplit(":", 1)[0]
+        context = {
+            "accountId": self.account_id,
+            "apiId": "local",
+            **({"authorizer": authorizer} if authorizer else {}),
+            "domainName": host,
+            "domainPrefix": hostname if re.fullmatch(r"[\d.]+", hostname) else hostname.split(".")[0],
+            "http": {
+                "method": request.method,
+                "path": request.path,
+                "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                "sourceIp": headers["x-forwarded-for"],
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route.key,
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        }
+        event = {
+            "version": "2.0",
+            "routeKey": route.key,
+            "rawPath": request.path,  # decoded, unlike rawQueryString
+            "rawQueryString": raw_query,
+            "headers": headers,
+            "queryStringParameters": query,
+            "requestContext": context,
+            "pathParameters": params,
+            "isBase64Encoded": False,
+        }
+        event = {key: value for key, value in event.items() if value != {}}  # API Gateway leaves them out
+        if body:
+            binary = bool(request.mimetype) and not _TEXT.fullmatch(request.mimetype)
+            try:
+                event["body"] = None if binary else body.decode()
+            except UnicodeDecodeError:
+                binary = True
+            if binary:
+                event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+        return event
 
-    def _allow_origin(self, origin: str) -> list[tuple[str, str]]:
-        if not self.origin_allowed(origin):
-            return []
-        if "*" in self.cors["AllowOrigins"] and not self.cors.get("AllowCredentials"):  # type: ignore[index]
-            return [("Access-Control-Allow-Origin", "*")]
-        return [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
 
-    def _preflight_headers(self, origin: str) -> list[tuple[str, str]]:
-        headers = self._allow_origin(origin)
-        if not headers:
-            return []
-        cors = self.cors or {}
-        if cors.get("AllowMethods"):
-            headers.append(("Access-Control-Allow-Methods", ",".join(cors["AllowMethods"])))
-        if cors.get("AllowHeaders"):
-            headers.append(("Access-Control-Allow-Headers", ",".join(cors["AllowHeaders"])))
-        if cors.get("MaxAge") is not None:
-            headers.append(("Access-Control-Max-Age", str(cors["MaxAge"])))
-        if cors.get("AllowCredentials"):
-            headers.append(("Access-Control-Allow-Credentials", "true"))
-        return headers
-
-    def _cors_headers(self, origin: str) -> list[tuple[str, str]]:
-        headers = self._allow_origin(origin)
-        if not headers:
-            return []
-        cors = self.cors or {}
-        if cors.get("ExposeHeaders"):
-            headers.append(("Access-Control-Expose-Headers", ",".join(cors["ExposeHeaders"])))
-        if cors.get("AllowCredentials"):
-            headers.append(("Access-Control-Allow-Credentials", "true"))
-        return headers
+def message(status: int, text: str) -> Response:
+    body = json.dumps({"message": text}, separators=(",", ":"))
+    return Response(body, status, content_type="application/json")
 
 
-class _BodyTooLarge(Exception):
-    pass
+def to_response(result: Any) -> Response:
+    """The HTTP response API Gateway makes of a function's result (payload format 2.0)."""
+    serialized = json.dumps(result)
+    if len(serialized) > MAX_LAMBDA_PAYLOAD:
+        raise ValueError("the result is over Lambda's 6 MB payload limit")
+    if not (isinstance(result, dict) and "statusCode" in result):  # the whole result is a JSON body
+        return Response(serialized, 200, content_type="application/json")
+    headers = {str(name): str(value) for name, value in (result.get("headers") or {}).items()}
+    body = result.get("body") or ""
+    if not isinstance(body, str):
+        raise TypeError(f"body must be a string, not {type(body).__name__}")
+    data = base64.b64decode(body, validate=True) if result.get("isBase64Encoded") else body.encode()
+    response = Response(data, int(result["statusCode"]), headers)
+    if not any(name.lower() == "content-type" for name in headers):
+        del response.headers["Content-Type"]  # werkzeug's default: API Gateway adds none
+    return response
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like API Gateway
-    server: _Server
+def static_site(issuer: str | None) -> Handler:
+    """GETs of web/ at / and /web/ (the page's relative links work under both), and its /config.json, the
+    page's settings a deploy writes beside it: {} (the API is the page's own origin), or with --auth jwt
+    the local issuer the page signs in with."""
+    root = (REPO_ROOT / "web").resolve()
+    config = json.dumps({"oidc": {"issuer": issuer, "client_id": CLIENT_ID}} if issuer else {})
 
-    def _serve(self) -> None:
-        started = time.monotonic()
-        try:
-            body = self._read_body()
-        except _BodyTooLarge:
-            response = Response.message(413, "Request Entity Too Large")
-            self.close_connection = True  # the unread body must not be taken for the next request
-        except ValueError:
-            response = Response.message(400, "Bad Request")
-            self.close_connection = True
-        else:
-            request = Request(
-                method=self.command,
-                target=self.path,
-                headers=list(self.headers.items()),
-                body=body,
-                source_ip=self.client_address[0],
-                protocol=self.request_version,
+    def serve(request: Request) -> Response | None:
+        if request.method not in ("GET", "HEAD"):
+            return None
+        path = request.path.removeprefix("/web") if re.match(r"/web(/|$)", request.path) else request.path
+        name, headers = path.lstrip("/") or "index.html", {"X-Content-Type-Options": "nosniff"}
+        if name == "config.json":
+            return Response(
+                config, headers=headers | {"Cache-Control": "no-store"}, mimetype="application/json"
             )
-            response = self.server.api.handle(request)
-        self._write(response)
-        elapsed_ms = (time.monotonic() - started) * 1000
-        log.info("%s %s %d %.0f ms", self.command, self.path, response.status, elapsed_ms)
+        file = (root / name).resolve()
+        if not file.is_relative_to(root) or not file.is_file():
+            return None
+        headers["Cache-Control"] = "no-cache"
+        return Response(file.read_bytes(), headers=headers, mimetype=mimetypes.guess_type(file.name)[0])
 
-    def __getattr__(self, name: str):
-        # Every method reaches the router (TRACE, PROPFIND...): unknown ones get API Gateway's 404,
-        # not http.server's HTML 501.
-        if name.startswith("do_"):
-            return self._serve
-        raise AttributeError(name)
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-            raise ValueError("negative Content-Length")
-        if length > MAX_REQUEST_BODY:
-            raise _BodyTooLarge
-        return self.rfile.read(length)
-
-    def _read_chunked(self) -> bytes:
-        chunks, total = [], 0
-        while True:
-            size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
-                    pass
-                return b"".join(chunks)
-            total += size
-            if total > MAX_REQUEST_BODY:
-                raise _BodyTooLarge
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-
-    def _write(self, response: Response) -> None:
-        self.send_response(response.status)
-        for name, value in response.headers:
-            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-
-    def version_string(self) -> str:
-        return "local_stack"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug(format, *args)  # our own line per request is written in _serve
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    api: HttpApi
-
-
-class ApiServer:
-    """Serves an ``HttpApi`` on host:port (port 0 picks a free one) from a background thread.
-
-    The port is bound at once; ``api`` may be given later (before ``start()``), once what depends
-    on the URL (the local issuer's) is known.
-    """
-
-    def __init__(self, api: HttpApi | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._httpd = _Server((host, port), _Handler)
-        self.api = api
-        self._thread: threading.Thread | None = None
-
-    @property
-    def api(self) -> HttpApi | None:
-        return self._httpd.api
-
-    @api.setter
-    def api(self, api: HttpApi | None) -> None:
-        self._httpd.api = api  # type: ignore[assignment]
-
-    @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = str(self._httpd.server_address[0])
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        return f"http://{host}:{self.port}"
-
-    def start(self) -> ApiServer:
-        # A short poll interval keeps stop() quick.
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="api-gateway", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread:
-            self._httpd.shutdown()
-            self._thread.join()
-        self._httpd.server_close()
+    return serve

@@ -1,43 +1,26 @@
-"""The dev-only local stack: template reading, resource creation, Lambda runtime and API Gateway emulation."""
+"""The dev-only local stack without servers: template reading, resource creation, and the HTTP API as
+a WSGI app (werkzeug's test client). What runs servers is in tests/integration/test_local_stack.py."""
 
 import base64
-import http.client
 import json
-import os
 import textwrap
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
 import pytest
-import requests
 from moto import mock_aws
+from werkzeug.test import Client
 
-from local_stack.api_gateway import (
-    MAX_REQUEST_BODY,
-    ApiServer,
-    HttpApi,
-    InvalidResponse,
-    Request,
-    Route,
-    build_event,
-    match_route,
-    translate_response,
-)
-from local_stack.lambda_runtime import LambdaRuntime
-from local_stack.stack import LocalStack
+from local_stack.__main__ import main
+from local_stack.api_gateway import MAX_REQUEST_BODY, HttpApi, Route, http_routes, static_site
 from local_stack.template import (
-    LocalNames,
-    cors_configuration,
+    Names,
     create_resources,
     function_environment,
     functions,
-    http_routes,
     load_template,
-    resolve,
     resources_of_type,
-    s3_cors_rules,
+    unsupported,
 )
 
 BUCKET = "local-images-123456789012-us-east-1"
@@ -54,7 +37,7 @@ def write_template(tmp_path: Path, text: str) -> Path:
     return path
 
 
-# --- template.py ----------------------------------------------------------------------------------
+# --- Reading the template -----------------------------------------------------------------------------
 
 
 def test_short_tags_become_long_form(tmp_path):
@@ -62,156 +45,89 @@ def test_short_tags_become_long_form(tmp_path):
         tmp_path,
         """
         A: !Ref Param
-        B: !GetAtt Table.StreamArn
+        B: !GetAtt Table.Arn
         C: !GetAtt [Table, Arn]
         D: !Sub "${AWS::Region}-x"
-        E: !Sub ["${X}-y", {X: !Ref Param}]
-        F: !Join ["-", [!Select [0, !Split [",", "a,b"]], !ImportValue Other]]
-        G: !If [IsProd, !Base64 text, !Ref AWS::NoValue]
-        H: !Not [!Equals [a, b]]
-        I: !FindInMap [M, k, v]
-        J: !GetAZs ""
-        K: !Cidr [10.0.0.0/16, 2, 8]
+        E: !If [IsProd, !Ref AWS::NoValue, !Not [!Equals [a, b]]]
         """,
     )
     loaded = load_template(path)
     assert loaded["A"] == {"Ref": "Param"}
-    assert loaded["B"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
-    assert loaded["C"] == {"Fn::GetAtt": ["Table", "Arn"]}
+    assert loaded["B"] == loaded["C"] == {"Fn::GetAtt": ["Table", "Arn"]}
     assert loaded["D"] == {"Fn::Sub": "${AWS::Region}-x"}
-    assert loaded["E"] == {"Fn::Sub": ["${X}-y", {"X": {"Ref": "Param"}}]}
-    assert loaded["F"] == {
-        "Fn::Join": ["-", [{"Fn::Select": [0, {"Fn::Split": [",", "a,b"]}]}, {"Fn::ImportValue": "Other"}]]
+    assert loaded["E"] == {
+        "Fn::If": ["IsProd", {"Ref": "AWS::NoValue"}, {"Fn::Not": [{"Fn::Equals": ["a", "b"]}]}]
     }
-    assert loaded["G"] == {"Fn::If": ["IsProd", {"Fn::Base64": "text"}, {"Ref": "AWS::NoValue"}]}
-    assert loaded["H"] == {"Fn::Not": [{"Fn::Equals": ["a", "b"]}]}
-    assert loaded["I"] == {"Fn::FindInMap": ["M", "k", "v"]}
-    assert loaded["J"] == {"Fn::GetAZs": ""}
-    assert loaded["K"] == {"Fn::Cidr": ["10.0.0.0/16", 2, 8]}
 
 
-def test_default_template_is_found_from_any_working_directory(tmp_path, monkeypatch):
+def test_the_default_template_is_found_from_any_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert "ImagesTable" in load_template()["Resources"]
+    assert load_template("template.yaml") == load_template()
 
 
-def test_refs_resolve_to_local_physical_names(template):
-    names = LocalNames(template)
+def test_the_project_template_uses_nothing_the_local_stack_does_not_emulate(template):
+    assert unsupported(template) == []
+
+
+def test_refs_get_atts_and_subs_resolve_to_local_names(template):
+    names = Names(template, region="eu-west-1", account_id="111122223333")
+    scope = "eu-west-1:111122223333"
     assert names.ref("ImagesTable") == "local-ImagesTable"
-    assert names.ref("ImagesBucket") == BUCKET
-    assert names.ref("HttpApi") == "HttpApi"
+    assert names.ref("ImagesBucket") == "local-images-111122223333-eu-west-1"
+    queue_url = "https://sqs.eu-west-1.amazonaws.com/111122223333/local-ProcessUploadFailures"
+    assert names.ref("ProcessUploadFailures") == queue_url  # a queue's Ref is its URL
     assert names.ref("AllowedOrigins") == ["*"]
     assert names.ref("LogLevel") == "INFO"
+    assert names.ref("AWS::StackId").startswith(f"arn:aws:cloudformation:{scope}:stack/local/")
+    again = Names(template, region="eu-west-1", account_id="111122223333")
+    assert names.ref("AWS::StackId") == again.ref("AWS::StackId")  # stable: CURSOR_SECRET derives from it
+    get_att = {"Fn::GetAtt": ["ImagesTable", "Arn"]}
+    assert names.resolve(get_att) == f"arn:aws:dynamodb:{scope}:table/local-ImagesTable"
+    get_att = {"Fn::GetAtt": ["ProcessUploadFailures", "Arn"]}
+    assert names.resolve(get_att) == f"arn:aws:sqs:{scope}:local-ProcessUploadFailures"
+    bucket_arn = "arn:aws:s3:::local-images-111122223333-eu-west-1"
+    assert names.resolve({"Fn::Sub": "${AWS::StackName}/${ImagesBucket.Arn}"}) == f"local/{bucket_arn}"
+    assert names.resolve({"Fn::Sub": ["${A}-${AWS::Partition}", {"A": {"Ref": "LogLevel"}}]}) == "INFO-aws"
+    with pytest.raises(ValueError, match=r"Fn::GetAtt ProcessUploadFailures\.QueueName is not supported"):
+        names.resolve({"Fn::GetAtt": ["ProcessUploadFailures", "QueueName"]})
 
 
-def test_bucket_names_stay_valid_for_s3_whatever_the_stack_name(template):
-    assert (
-        LocalNames(template, stack_name="My_Stack")
-        .physical_name("ImagesBucket")
-        .startswith("my-stack-images-123456789012-")
-    )
-    no_name = {"Resources": {"Uploads": {"Type": "AWS::S3::Bucket"}}}
-    assert LocalNames(no_name, stack_name="Dev").physical_name("Uploads") == "dev-uploads"
-
-
-def test_table_name_property_wins_over_the_generated_name():
-    tpl = {
-        "Resources": {
-            "T": {
-                "Type": "AWS::DynamoDB::Table",
-                "Properties": {"TableName": {"Fn::Sub": "${AWS::StackName}-t"}},
-            }
-        }
-    }
-    assert resolve(tpl, {"Ref": "T"}, stack_name="dev") == "dev-t"
-
-
-def test_pseudo_parameters_and_get_att_resolve(template):
+def test_conditions_and_parameters_resolve_with_local_overrides(template):
     value = {
-        "region": {"Ref": "AWS::Region"},
-        "account": {"Ref": "AWS::AccountId"},
-        "stack_id": {"Ref": "AWS::StackId"},
-        "suffix": {"Ref": "AWS::URLSuffix"},
-        "partition": {"Ref": "AWS::Partition"},
-        "table_arn": {"Fn::GetAtt": ["ImagesTable", "Arn"]},
-        "bucket_arn": {"Fn::GetAtt": "ImagesBucket.Arn"},
-        "other": {"Fn::GetAtt": ["HttpApi", "ApiEndpoint"]},
+        "security": {"Fn::If": ["HasJwtAuth", "on", {"Ref": "AWS::NoValue"}]},
+        "reserved": {"Fn::If": ["HasCleanupReservedConcurrency", {"Ref": "CleanupReservedConcurrency"}, 0]},
+        "list": [{"Ref": "AWS::NoValue"}, "kept"],
     }
-    out = resolve(template, value, region="eu-west-1", account_id="111122223333")
-    assert out["region"] == "eu-west-1"
-    assert out["account"] == "111122223333"
-    assert out["stack_id"].startswith("arn:aws:cloudformation:eu-west-1:111122223333:stack/local/")
-    assert out["suffix"] == "amazonaws.com"
-    assert out["partition"] == "aws"
-    assert out["table_arn"] == "arn:aws:dynamodb:eu-west-1:111122223333:table/local-ImagesTable"
-    assert out["bucket_arn"] == "arn:aws:s3:::local-images-111122223333-eu-west-1"
-    assert isinstance(out["other"], str)
-    assert out["other"]
+    assert Names(template).resolve(value) == {"security": "on", "reserved": "1", "list": ["kept"]}
+    assert "security" not in Names(template, parameters={"AuthMode": "open"}).resolve(value)
+    audience = Names(template, parameters={"JwtAudience": "a, b"}).ref("JwtAudience")
+    assert audience == ["a", "b"]
 
 
-def test_sub_handles_params_pseudo_attributes_literals_and_the_list_form(template):
-    text = "${AWS::StackName}/${ImagesTable}/${ImagesBucket.Arn}/${!Literal}/${Extra}"
-    out = resolve(template, {"Fn::Sub": [text, {"Extra": {"Ref": "LogLevel"}}]})
-    assert out == f"local/local-ImagesTable/arn:aws:s3:::{BUCKET}/${{Literal}}/INFO"
-
-
-def test_conditions_mappings_and_list_functions_resolve():
-    tpl = {
-        "Parameters": {
-            "Env": {"Type": "String", "Default": "prod"},
-            "Ids": {"Type": "CommaDelimitedList", "Default": "a, b"},
-        },
-        "Mappings": {"Sizes": {"prod": {"Memory": 1024}}},
-        "Conditions": {
-            "IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]},
-            "IsDev": {"Fn::Not": [{"Condition": "IsProd"}]},
-            "Either": {"Fn::Or": [{"Condition": "IsDev"}, {"Fn::And": [{"Condition": "IsProd"}, True]}]},
-        },
-    }
-    value = {
-        "if": {"Fn::If": ["IsProd", "big", "small"]},
-        "gone": {"Fn::If": ["IsDev", "x", {"Ref": "AWS::NoValue"}]},
-        "either": {"Fn::If": ["Either", 1, 0]},
-        "ids": {"Ref": "Ids"},
-        "joined": {"Fn::Join": ["+", {"Ref": "Ids"}]},
-        "second": {"Fn::Select": [1, {"Fn::Split": [",", "x,y,z"]}]},
-        "memory": {"Fn::FindInMap": ["Sizes", {"Ref": "Env"}, "Memory"]},
-        "azs": {"Fn::GetAZs": ""},
-    }
-    out = resolve(tpl, value)
-    assert out == {
-        "if": "big",
-        "either": 1,
-        "ids": ["a", "b"],
-        "joined": "a+b",
-        "second": "y",
-        "memory": 1024,
-        "azs": ["us-east-1a", "us-east-1b", "us-east-1c"],
-    }
-    assert resolve(tpl, {"Ref": "Env"}, parameters={"Env": "dev"}) == "dev"
-
-
-def test_functions_merge_globals_and_find_layer_directories(template):
+def test_functions_merge_globals_and_find_their_layer_directories(template):
     info = functions(template)["ApiFunction"]
-    assert info.code_uri == "functions/api"
-    assert info.handler == "images_api.handler.lambda_handler"
-    assert info.runtime == "python3.13"
-    assert info.layers == ("layers/common",)
-    assert info.timeout == 29
-    assert info.memory_size == 512
+    assert (info.code_uri, info.handler, info.runtime) == (
+        "functions/api",
+        "images_api.handler.lambda_handler",
+        "python3.13",
+    )
+    assert (info.layers, info.timeout, info.memory_size) == (("layers/common",), 29, 512)
+    assert functions(template)["ProcessUploadFunction"].timeout == 60
+    assert info.properties["Tracing"] == "Active"  # from Globals
 
 
 def test_function_environment_merges_globals_and_resolves_to_strings(template):
     env = function_environment(template, "ApiFunction", stack_name="dev")
     assert env["IMAGES_TABLE"] == "dev-ImagesTable"
     assert env["IMAGES_BUCKET"] == "dev-images-123456789012-us-east-1"
-    assert env["POWERTOOLS_LOG_LEVEL"] == "INFO"
-    assert env["POWERTOOLS_SERVICE_NAME"] == "images-api"
+    assert (env["POWERTOOLS_LOG_LEVEL"], env["POWERTOOLS_SERVICE_NAME"]) == ("INFO", "images-api")
     assert env["CURSOR_SECRET"].startswith("arn:aws:cloudformation:us-east-1:123456789012:stack/dev/")
-    assert all(isinstance(v, str) for v in env.values())
-
-
-def test_function_environment_overrides_globals_and_stringifies_scalars():
+    assert env["AUTH_MODE"] == "jwt"
+    assert (
+        function_environment(template, "ApiFunction", parameters={"AuthMode": "open"})["AUTH_MODE"] == "open"
+    )
+    assert function_environment(template, "ProcessUploadFunction")["MAX_IMAGE_PIXELS"] == "50000000"
     tpl = {
         "Globals": {"Function": {"Environment": {"Variables": {"A": "global", "B": True}}}},
         "Resources": {
@@ -224,96 +140,107 @@ def test_function_environment_overrides_globals_and_stringifies_scalars():
     assert function_environment(tpl, "F") == {"A": "own", "B": "true", "C": "3"}
 
 
-def test_http_routes_come_from_every_http_api_event(template):
-    routes = http_routes(template)
-    assert ("POST", "/datasets/{dataset_id}/images/prepare-upload", "ApiFunction") in routes
-    assert ("DELETE", "/images/{image_id}", "ApiFunction") in routes
-    events = template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
-    assert len(routes) == sum(1 for event in events if event["Type"] == "HttpApi")
+def function(**props) -> dict:
+    return {"Type": "AWS::Serverless::Function", "Properties": {"Handler": "m.h", **props}}
 
 
-def test_http_routes_normalise_methods_and_the_catch_all_event():
-    tpl = {
-        "Resources": {
-            "F": {
-                "Type": "AWS::Serverless::Function",
-                "Properties": {
-                    "Handler": "m.h",
-                    "Events": {
-                        "Any": {
-                            "Type": "HttpApi",
-                            "Properties": {"Method": "any", "Path": "/files/{proxy+}"},
-                        },
-                        "Lower": {"Type": "HttpApi", "Properties": {"Method": "get", "Path": "/x"}},
-                        "Default": {"Type": "HttpApi"},
-                        "Queue": {"Type": "SQS", "Properties": {"Queue": "arn"}},
-                    },
-                },
-            }
-        }
-    }
-    assert http_routes(tpl) == [("ANY", "/files/{proxy+}", "F"), ("GET", "/x", "F"), ("ANY", "$default", "F")]
+@pytest.mark.parametrize(
+    ("resources", "problem"),
+    [
+        (
+            {"T": {"Type": "AWS::DynamoDB::Table", "Properties": {"X": {"Fn::Select": [0, ["a"]]}}}},
+            "Fn::Select",
+        ),
+        (
+            {"T": {"Type": "AWS::DynamoDB::Table", "Properties": {"TimeToLiveSpecification": {}}}},
+            "T.TimeToLiveSpecification",
+        ),
+        ({"Q": {"Type": "AWS::SQS::Queue", "Properties": {"FifoQueue": True}}}, "Q.FifoQueue"),
+        ({"F": function(Events={"E": {"Type": "SQS"}})}, "F.Events.E: an event of Type SQS"),
+        (
+            {"F": function(Events={"E": {"Type": "HttpApi", "Properties": {"Method": "ANY", "Path": "/x"}}})},
+            "catch-all",
+        ),
+        (
+            {
+                "F": function(
+                    Events={"E": {"Type": "HttpApi", "Properties": {"Method": "GET", "Path": "/{p+}"}}}
+                )
+            },
+            "catch-all",
+        ),
+        ({"F": function(Events={"E": {"Type": "HttpApi"}})}, "catch-all"),
+        (
+            {
+                "F": function(
+                    Events={
+                        "E": {"Type": "Schedule", "Properties": {"Schedule": "rate(1 day)", "Input": "{}"}}
+                    }
+                )
+            },
+            "F.Events.E.Input",
+        ),
+        (
+            {"F": function(Events={"E": {"Type": "ScheduleV2", "Properties": {}}})},
+            "an event of Type ScheduleV2",
+        ),
+        (
+            {"F": function(EventInvokeConfig={"DestinationConfig": {"OnSuccess": {"Type": "SQS"}}})},
+            "F.EventInvokeConfig",
+        ),
+        (
+            {"F": function(EventInvokeConfig={"DestinationConfig": {"OnFailure": {"Type": "SNS"}}})},
+            "F.EventInvokeConfig",
+        ),
+    ],
+)
+def test_what_the_local_stack_does_not_emulate_is_named(resources, problem):
+    (found,) = unsupported({"Resources": resources})
+    assert problem in found
+    assert found.endswith("is not supported by the local stack")
 
 
-def test_cors_configuration_of_the_http_api_is_resolved(template):
-    assert cors_configuration(template) == {
-        "AllowOrigins": ["*"],
-        "AllowMethods": ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        "AllowHeaders": ["content-type", "authorization"],
-        "ExposeHeaders": ["x-next-cursor"],
-        "MaxAge": 600,
-    }
-
-
-def test_bucket_cors_rules_are_converted_to_the_s3_api_shape():
-    rules = s3_cors_rules(
-        {
-            "CorsRules": [
-                {
-                    "Id": "r",
-                    "AllowedOrigins": ["*"],
-                    "AllowedMethods": ["PUT"],
-                    "AllowedHeaders": ["*"],
-                    "ExposedHeaders": ["ETag"],
-                    "MaxAge": "300",
-                }
-            ]
-        }
+def test_the_stack_refuses_to_start_on_an_unsupported_construct(tmp_path, capsys):
+    path = write_template(
+        tmp_path,
+        """
+        Resources:
+          Table:
+            Type: AWS::DynamoDB::Table
+            Properties:
+              TableName: !Select [0, [a, b]]
+        """,
     )
-    assert rules == [
-        {
-            "ID": "r",
-            "AllowedOrigins": ["*"],
-            "AllowedMethods": ["PUT"],
-            "AllowedHeaders": ["*"],
-            "ExposeHeaders": ["ETag"],
-            "MaxAgeSeconds": 300,
-        }
-    ]
+    assert main(["--template", str(path), "--api-port", "0", "--aws-port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "template.yaml: Fn::Select is not supported by the local stack" in err
+    assert "template.yaml: Table.TableName is not supported by the local stack" in err
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "eu-west-1"])
-def test_create_resources_builds_the_table_with_its_indexes_and_the_bucket_with_cors(template, region):
+def test_create_resources_builds_tables_buckets_and_queues(template, region, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name=region)
-        s3 = boto3.client("s3", region_name=region)
-        created = create_resources(template, dynamodb, s3, region=region)
-        assert create_resources(template, dynamodb, s3, region=region) == created  # idempotent
-
+        clients = [boto3.client(service, region_name=region) for service in ("dynamodb", "s3", "sqs")]
+        dynamodb, s3, sqs = clients
+        created = create_resources(template, *clients, region=region)
+        assert create_resources(template, *clients, region=region) == created  # idempotent
         bucket = f"local-images-123456789012-{region}"
-        assert created["ImagesTable"] == "local-ImagesTable"
-        assert created["ImagesBucket"] == bucket
+        assert (created["ImagesTable"], created["ImagesBucket"]) == ("local-ImagesTable", bucket)
+        assert created["ProcessUploadFailures"] == "local-ProcessUploadFailures"
         buckets = resources_of_type(template, "AWS::S3::Bucket")
         assert {b["Name"] for b in s3.list_buckets()["Buckets"]} == {created[b] for b in buckets}
         table = dynamodb.describe_table(TableName="local-ImagesTable")["Table"]
         assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
         assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
         indexes = {i["IndexName"]: i["KeySchema"] for i in table["GlobalSecondaryIndexes"]}
+        assert set(indexes) == {"dataset-index", "dataset-status-index", "s3-key-index", "uploading-index"}
         assert indexes["dataset-index"] == [
             {"AttributeName": "dataset_id", "KeyType": "HASH"},
             {"AttributeName": "id", "KeyType": "RANGE"},
         ]
-        assert set(indexes) == {"dataset-index", "dataset-status-index", "s3-key-index", "uploading-index"}
         assert s3.get_bucket_cors(Bucket=bucket)["CORSRules"] == [
             {
                 "AllowedHeaders": ["*"],
@@ -323,182 +250,24 @@ def test_create_resources_builds_the_table_with_its_indexes_and_the_bucket_with_
                 "MaxAgeSeconds": 3000,
             }
         ]
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        url = sqs.get_queue_url(QueueName="local-ProcessUploadFailures")["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        assert attributes["MessageRetentionPeriod"] == "1209600"
+        assert attributes["QueueArn"] == Names(template, region=region).resolve(
+            {"Fn::GetAtt": ["ProcessUploadFailures", "Arn"]}
+        )
 
 
-# --- api_gateway.py: routing and translation ------------------------------------------------------
+# --- The HTTP API as a WSGI app -----------------------------------------------------------------------
 
 ROUTES = [
     Route("GET", "/images/{image_id}", "ById"),
     Route("GET", "/images/latest", "Latest"),
-    Route("ANY", "/images/{proxy+}", "Greedy"),
-    Route("ANY", "/images/{image_id}", "AnyById"),
+    Route("DELETE", "/images/{image_id}", "Delete"),
     Route("GET", "/datasets/{dataset_id}/images", "List"),
+    Route("POST", "/echo", "Echo"),
 ]
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "function", "params"),
-    [
-        ("GET", "/images/latest", "Latest", {}),  # a literal segment beats {param}
-        ("GET", "/images/42", "ById", {"image_id": "42"}),  # an explicit method beats ANY
-        ("DELETE", "/images/42", "AnyById", {"image_id": "42"}),  # {param} beats {proxy+}
-        ("GET", "/images/42/download-url", "Greedy", {"proxy": "42/download-url"}),
-        ("get", "/datasets/7/images", "List", {"dataset_id": "7"}),
-    ],
-)
-def test_the_most_specific_route_wins(method, path, function, params):
-    route, found = match_route(ROUTES, method, path)
-    assert (route.function, found) == (function, params)
-
-
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("POST", "/datasets/7/images"),
-        ("GET", "/datasets/7"),
-        ("GET", "/images"),
-        ("GET", "/datasets/7/images/"),
-    ],
-)
-def test_unmatched_requests_find_no_route(method, path):
-    assert match_route(ROUTES, method, path) is None
-
-
-def test_default_route_catches_what_nothing_else_matches():
-    routes = [*ROUTES, Route("ANY", "$default", "Fallback")]
-    assert match_route(routes, "POST", "/nowhere")[0].key == "$default"
-    assert match_route(routes, "GET", "/images/latest")[0].function == "Latest"
-
-
-def test_path_parameters_are_url_decoded_and_keep_encoded_slashes_in_one_segment():
-    route, params = match_route(ROUTES, "GET", "/images/a%20b%2Fc")
-    assert route.function == "ById"
-    assert params == {"image_id": "a b/c"}
-
-
-def event_for(request: Request, routes: list[Route] = ROUTES) -> dict:
-    route, params = match_route(routes, request.method, request.raw_path)
-    return build_event(
-        request, route, params, request_id="req-1", now=datetime(2026, 3, 5, 19, 3, 58, tzinfo=UTC)
-    )
-
-
-def test_event_has_the_payload_2_0_shape():
-    request = Request(
-        "GET",
-        "/images/a%20b?x=1&x=2&empty=&flag&q=%C3%A9+f",
-        headers=[("Host", "127.0.0.1:3000"), ("User-Agent", "curl/8"), ("Accept", "a"), ("accept", "b")],
-        source_ip="10.0.0.9",
-    )
-    event = event_for(request)
-    assert event["version"] == "2.0"
-    assert event["routeKey"] == "GET /images/{image_id}"
-    assert event["rawPath"] == "/images/a b"
-    assert event["rawQueryString"] == "x=1&x=2&empty=&flag&q=%C3%A9+f"  # exactly as received
-    assert event["queryStringParameters"] == {"x": "1,2", "empty": "", "flag": "", "q": "é f"}
-    assert event["pathParameters"] == {"image_id": "a b"}
-    assert event["headers"]["accept"] == "a,b"
-    assert event["headers"]["user-agent"] == "curl/8"
-    assert event["headers"]["x-forwarded-for"] == "10.0.0.9"
-    assert "cookies" not in event
-    assert "body" not in event
-    assert event["isBase64Encoded"] is False
-    assert event["requestContext"] == {
-        "accountId": "123456789012",
-        "apiId": "local",
-        "domainName": "127.0.0.1:3000",
-        "domainPrefix": "127.0.0.1",
-        "http": {
-            "method": "GET",
-            "path": "/images/a b",
-            "protocol": "HTTP/1.1",
-            "sourceIp": "10.0.0.9",
-            "userAgent": "curl/8",
-        },
-        "requestId": "req-1",
-        "routeKey": "GET /images/{image_id}",
-        "stage": "$default",
-        "time": "05/Mar/2026:19:03:58 +0000",
-        "timeEpoch": 1772737438000,
-    }
-
-
-def test_event_omits_query_and_path_parameters_when_there_are_none():
-    event = event_for(Request("GET", "/images/latest"))
-    assert event["rawQueryString"] == ""
-    assert "queryStringParameters" not in event
-    assert "pathParameters" not in event
-
-
-def test_cookies_move_from_the_headers_to_their_own_field():
-    event = event_for(Request("GET", "/images/1", headers=[("Cookie", "a=1; b=2"), ("Cookie", "c=3")]))
-    assert event["cookies"] == ["a=1", "b=2", "c=3"]
-    assert "cookie" not in event["headers"]
-
-
-def test_text_bodies_arrive_as_text():
-    body = json.dumps({"name": "é"}).encode()
-    event = event_for(
-        Request("POST", "/images/1", [("Content-Type", "application/json; charset=utf-8")], body)
-    )
-    assert event["body"] == '{"name": "\\u00e9"}'
-    assert event["isBase64Encoded"] is False
-
-
-@pytest.mark.parametrize(
-    ("content_type", "body"),
-    [("image/png", b"plain ascii"), ("application/octet-stream", b"x"), (None, b"\xff\xd8\xff\xe0")],
-)
-def test_binary_bodies_arrive_base64_encoded(content_type, body):
-    headers = [("Content-Type", content_type)] if content_type else []
-    event = event_for(Request("POST", "/images/1", headers, body))
-    assert event["isBase64Encoded"] is True
-    assert base64.b64decode(event["body"]) == body
-
-
-def test_a_result_without_status_code_becomes_a_json_200():
-    response = translate_response({"items": [1]})
-    assert (response.status, response.headers, json.loads(response.body)) == (
-        200,
-        [("Content-Type", "application/json")],
-        {"items": [1]},
-    )
-    assert translate_response("hello").body == b'"hello"'
-
-
-def test_a_full_result_maps_to_status_headers_cookies_and_body():
-    response = translate_response(
-        {
-            "statusCode": 201,
-            "headers": {"Content-Type": "image/png", "X-Count": 2},
-            "multiValueHeaders": {"X-Multi": ["a", "b"]},
-            "cookies": ["s=1; HttpOnly"],
-            "body": base64.b64encode(b"\x89PNG").decode(),
-            "isBase64Encoded": True,
-        }
-    )
-    assert response.status == 201
-    assert response.headers == [
-        ("Content-Type", "image/png"),
-        ("X-Count", "2"),
-        ("X-Multi", "a"),
-        ("X-Multi", "b"),
-        ("Set-Cookie", "s=1; HttpOnly"),
-    ]
-    assert response.body == b"\x89PNG"
-
-
-@pytest.mark.parametrize(
-    "result",
-    [{"statusCode": "oops"}, {"statusCode": 200, "body": {"a": 1}}, {"statusCode": 200, "body": object()}],
-)
-def test_results_api_gateway_cannot_use_are_rejected(result):
-    with pytest.raises(InvalidResponse):
-        translate_response(result)
-
-
-# --- api_gateway.py over HTTP ---------------------------------------------------------------------
-
 CORS = {
     "AllowOrigins": ["https://app.example.com", "https://*.preview.example.com"],
     "AllowMethods": ["GET", "POST"],
@@ -508,192 +277,185 @@ CORS = {
 }
 
 
-@pytest.fixture
-def server():
-    """An API server on a free port whose 'function' echoes the event (or fails on /images/boom)."""
-    events: list[dict] = []
+class Recorder:
+    """A stand-in for the functions: records the events, answers per path."""
 
-    def invoke(function: str, event: dict) -> dict:
-        events.append(event)
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+
+    def __call__(self, function: str, event: dict):
+        self.events.append(event)
         if event["rawPath"] == "/images/boom":
             raise RuntimeError("handler bug")
+        if event["rawPath"] == "/images/raw":
+            return {"items": [1]}  # no statusCode: the whole result is the JSON body
+        if event["rawPath"] == "/images/png":
+            return {
+                "statusCode": 201,
+                "headers": {"Content-Type": "image/png"},
+                "isBase64Encoded": True,
+                "body": base64.b64encode(b"\x89PNG").decode(),
+            }
+        if event["rawPath"] == "/images/bad":
+            return {"statusCode": 200, "body": {"a": 1}}
         return {
             "statusCode": 200,
             "headers": {"content-type": "application/json", "access-control-allow-origin": "https://evil"},
             "body": json.dumps({"function": function}),
         }
 
-    api = HttpApi(ROUTES, invoke, cors=CORS)
-    srv = ApiServer(api, port=0).start()
-    srv.events = events
-    yield srv
-    srv.stop()
+
+@pytest.fixture
+def api():
+    recorder = Recorder()
+    client = Client(HttpApi(ROUTES, recorder, cors=CORS))
+    client.events = recorder.events
+    return client
 
 
-def test_server_invokes_the_matched_function_with_the_raw_request(server):
-    response = requests.delete(f"{server.url}/images/42?b=2&b=3", data=b"\xff\x00", timeout=5)
-    assert response.status_code == 200
-    assert response.json() == {"function": "AnyById"}
-    assert response.headers["apigw-requestid"]
-    event = server.events[-1]
-    assert event["rawQueryString"] == "b=2&b=3"
-    assert event["queryStringParameters"] == {"b": "2,3"}
-    assert event["isBase64Encoded"] is True
-    assert base64.b64decode(event["body"]) == b"\xff\x00"
+@pytest.mark.parametrize(
+    ("method", "path", "function", "params"),
+    [
+        ("GET", "/images/latest", "Latest", None),  # a literal segment beats {param}
+        ("GET", "/images/42", "ById", {"image_id": "42"}),
+        ("DELETE", "/images/42", "Delete", {"image_id": "42"}),
+        ("GET", "/datasets/7/images", "List", {"dataset_id": "7"}),
+        ("GET", "/images/a%20b%2Fc", "ById", {"image_id": "a b/c"}),  # decoded, %2F in its segment
+    ],
+)
+def test_the_most_specific_route_takes_the_request(api, method, path, function, params):
+    response = api.open(path, method=method)
+    assert response.json == {"function": function}
+    assert api.events[-1].get("pathParameters") == params
 
 
-def test_unknown_routes_get_api_gateway_404(server):
-    response = requests.get(f"{server.url}/nothing/here", timeout=5)
-    assert response.status_code == 404
-    assert response.json() == {"message": "Not Found"}
-    assert server.events == []
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/datasets/7/images"), ("GET", "/images"), ("GET", "/images/1/x"), ("PUT", "/images/1")],
+)
+def test_requests_no_route_takes_get_api_gateways_404(api, method, path):
+    response = api.open(path, method=method)
+    assert (response.status_code, response.json) == (404, {"message": "Not Found"})
+    assert api.events == []
 
 
-def test_handler_exceptions_become_500_without_details(server, caplog):
-    response = requests.get(f"{server.url}/images/boom", timeout=5)
-    assert response.status_code == 500
-    assert response.json() == {"message": "Internal Server Error"}
-    assert "handler bug" not in response.text
-    assert "RuntimeError: handler bug" in caplog.text
-
-
-def test_preflight_is_answered_by_the_gateway(server):
-    response = requests.options(
-        f"{server.url}/images/42",
-        headers={"Origin": "https://pr-1.preview.example.com", "Access-Control-Request-Method": "GET"},
-        timeout=5,
+def test_the_event_has_the_payload_2_0_shape(api):
+    response = api.get(
+        "/images/a%20b?x=1&x=2&empty=&q=%C3%A9+f",
+        headers=[("User-Agent", "curl/8"), ("Accept", "a"), ("Host", "127.0.0.1:3000")],
+        environ_base={"REMOTE_ADDR": "10.0.0.9"},
     )
+    assert response.headers["apigw-requestid"]
+    event = api.events[-1]
+    assert (event["version"], event["routeKey"], event["rawPath"]) == (
+        "2.0",
+        "GET /images/{image_id}",
+        "/images/a b",
+    )
+    assert event["rawQueryString"] == "x=1&x=2&empty=&q=%C3%A9+f"  # as received
+    assert event["queryStringParameters"] == {"x": "1,2", "empty": "", "q": "é f"}
+    assert (event["headers"]["user-agent"], event["headers"]["x-forwarded-for"]) == ("curl/8", "10.0.0.9")
+    assert "body" not in event
+    assert event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert context["http"] == {
+        "method": "GET",
+        "path": "/images/a b",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "10.0.0.9",
+        "userAgent": "curl/8",
+    }
+    assert (context["accountId"], context["apiId"], context["stage"]) == ("123456789012", "local", "$default")
+    assert (context["domainName"], context["domainPrefix"]) == ("127.0.0.1:3000", "127.0.0.1")
+    assert context["requestId"] == response.headers["apigw-requestid"]
+    assert context["routeKey"] == "GET /images/{image_id}"
+    assert "authorizer" not in context
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "base64_encoded"),
+    [
+        ("application/json; charset=utf-8", '{"name": "é"}'.encode(), False),
+        (None, b"plain text", False),
+        ("image/png", b"plain ascii", True),
+        (None, b"\xff\xd8\xff\xe0", True),
+    ],
+)
+def test_text_bodies_arrive_as_text_and_binary_ones_base64_encoded(api, content_type, body, base64_encoded):
+    api.post("/echo", data=body, headers={"Content-Type": content_type} if content_type else {})
+    event = api.events[-1]
+    assert event["isBase64Encoded"] is base64_encoded
+    assert (base64.b64decode(event["body"]) if base64_encoded else event["body"].encode()) == body
+
+
+def test_results_become_responses_as_api_gateway_makes_them(api):
+    raw = api.get("/images/raw")
+    assert (raw.status_code, raw.content_type, raw.json) == (200, "application/json", {"items": [1]})
+    png = api.get("/images/png")
+    assert (png.status_code, png.headers["Content-Type"], png.data) == (201, "image/png", b"\x89PNG")
+
+
+@pytest.mark.parametrize("path", ["/images/boom", "/images/bad"])
+def test_a_failing_function_or_an_unusable_result_is_a_500_without_details(api, path, caplog):
+    response = api.get(path)
+    assert (response.status_code, response.json) == (500, {"message": "Internal Server Error"})
+    assert "handler bug" not in response.text
+    assert "ById failed for GET /images/{image_id}" in caplog.text
+
+
+def test_bodies_over_10_mib_are_refused_with_413(api):
+    response = api.post("/echo", data=b"x" * (MAX_REQUEST_BODY + 1))
+    assert (response.status_code, response.json) == (413, {"message": "Request Entity Too Large"})
+    assert api.events == []
+
+
+def test_preflights_are_answered_by_the_gateway(api):
+    headers = {"Origin": "https://pr-1.preview.example.com", "Access-Control-Request-Method": "GET"}
+    response = api.options("/images/42", headers=headers)
     assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == "https://pr-1.preview.example.com"
     assert response.headers["Access-Control-Allow-Methods"] == "GET,POST"
     assert response.headers["Access-Control-Allow-Headers"] == "content-type"
     assert response.headers["Access-Control-Max-Age"] == "600"
-    assert server.events == []
+    assert api.events == []
 
 
-def test_allowed_origins_get_cors_headers_and_the_function_cannot_override_them(server):
-    allowed = requests.get(f"{server.url}/images/1", headers={"Origin": "https://app.example.com"}, timeout=5)
+def test_allowed_origins_get_cors_headers_and_the_function_cannot_override_them(api):
+    allowed = api.get("/images/1", headers={"Origin": "https://app.example.com"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert allowed.headers["Access-Control-Expose-Headers"] == "x-next-cursor"
-
-    other = requests.get(f"{server.url}/images/1", headers={"Origin": "https://elsewhere.com"}, timeout=5)
+    other = api.get("/images/1", headers={"Origin": "https://elsewhere.com"})
     assert other.status_code == 200
     assert "Access-Control-Allow-Origin" not in other.headers
 
 
-def test_bodies_over_10_mib_are_refused_with_413(server):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-    conn.putrequest("POST", "/images/1")
-    conn.putheader("Content-Length", str(MAX_REQUEST_BODY + 1))
-    conn.endheaders()
-    response = conn.getresponse()
-    assert response.status == 413
-    assert json.loads(response.read()) == {"message": "Request Entity Too Large"}
-    conn.close()
+def test_the_templates_routes_are_its_http_api_events(template):
+    routes = http_routes(template)
+    assert Route("POST", "/datasets/{dataset_id}/images/prepare-upload", "ApiFunction") in routes
+    events = template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
+    assert len(routes) == sum(1 for event in events if event["Type"] == "HttpApi")
 
 
-def test_chunked_request_bodies_are_read(server):
-    response = requests.delete(f"{server.url}/images/1", data=iter([b"ab", b"cd"]), timeout=5)
-    assert response.status_code == 200
-    assert server.events[-1]["body"] == "abcd"
-
-
-# --- lambda_runtime.py and the whole stack ----------------------------------------------------------
-
-
-@pytest.fixture
-def stub_function(tmp_path):
-    """A template whose function and layer are tiny modules written into tmp_path."""
-    module = f"stub_{uuid.uuid4().hex}"
-    layer_pkg = f"stublayer_{uuid.uuid4().hex}"
-    (tmp_path / "fn").mkdir()
-    (tmp_path / "layer" / layer_pkg).mkdir(parents=True)
-    (tmp_path / "layer" / layer_pkg / "__init__.py").write_text("VALUE = 'from layer'\n")
-    (tmp_path / "fn" / f"{module}.py").write_text(
-        textwrap.dedent(
-            f"""
-            import os
-            import boto3
-            import {layer_pkg}
-
-            IMPORTS = []
-            IMPORTS.append(os.environ["TABLE"])  # read at cold start
-
-            def handler(event, context):
-                if event.get("list_tables"):
-                    return boto3.client("dynamodb").list_tables()["TableNames"]
-                return {{
-                    "pid": os.getpid(),
-                    "imports": len(IMPORTS),
-                    "layer": {layer_pkg}.VALUE,
-                    "table": os.environ["TABLE"],
-                    "endpoint": os.environ.get("AWS_ENDPOINT_URL"),
-                    "function_name": context.function_name,
-                    "request_id": context.aws_request_id,
-                    "remaining": context.get_remaining_time_in_millis(),
-                    "event": event,
-                }}
-            """
+def test_the_templates_api_serves_the_upload_page_and_its_config(template):
+    api = Client(
+        HttpApi.from_template(
+            template, Recorder(), {"parameters": {"AuthMode": "open"}}, fallback=static_site(None)
         )
     )
-    template = {
-        "Globals": {"Function": {"Timeout": 10, "Layers": [{"Ref": "Layer"}]}},
-        "Resources": {
-            "Layer": {"Type": "AWS::Serverless::LayerVersion", "Properties": {"ContentUri": "layer/"}},
-            "Table": {
-                "Type": "AWS::DynamoDB::Table",
-                "Properties": {
-                    "BillingMode": "PAY_PER_REQUEST",
-                    "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
-                    "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-                },
-            },
-            "Fn": {
-                "Type": "AWS::Serverless::Function",
-                "Properties": {
-                    "CodeUri": "fn/",
-                    "Handler": f"{module}.handler",
-                    "Runtime": "python3.13",
-                    "Environment": {"Variables": {"TABLE": {"Ref": "Table"}}},
-                    "Events": {
-                        "Get": {"Type": "HttpApi", "Properties": {"Method": "GET", "Path": "/things/{id}"}}
-                    },
-                },
-            },
-        },
+    index = api.get("/")
+    assert index.status_code == 200
+    assert index.content_type == "text/html; charset=utf-8"
+    assert api.get("/web/").data == index.data
+    assert api.get("/web/app.js").content_type.startswith("text/javascript")
+    assert api.get("/config.json").json == {}
+    assert api.get("/web/%2e%2e/template.yaml").status_code == 404
+    assert api.post("/").status_code == 404
+    jwt = Client(HttpApi(ROUTES, Recorder(), fallback=static_site("http://127.0.0.1:3000/_local/oidc")))
+    assert jwt.get("/config.json").json == {
+        "oidc": {"issuer": "http://127.0.0.1:3000/_local/oidc", "client_id": "image-uploads-local"}
     }
-    return template, tmp_path
-
-
-def test_runtime_invokes_with_environment_context_and_a_warm_handler(stub_function, monkeypatch):
-    template, base_dir = stub_function
-    monkeypatch.delenv("TABLE", raising=False)
-    runtime = LambdaRuntime(template, aws_endpoint="http://127.0.0.1:1", base_dir=base_dir)
-    try:
-        first = runtime.invoke("Fn", {"n": 1})
-        second = runtime.invoke("Fn", {"n": 2})
-    finally:
-        runtime.close()
-    assert first["pid"] != os.getpid()  # in a worker process of its own
-    assert first["layer"] == "from layer"
-    assert first["table"] == "local-Table"
-    assert first["endpoint"] == "http://127.0.0.1:1"
-    assert first["function_name"] == "Fn"
-    assert 0 < first["remaining"] <= 10_000
-    assert (second["imports"], second["pid"]) == (1, first["pid"])  # imported once: a warm container
-    assert first["request_id"] != second["request_id"]
-    assert second["event"] == {"n": 2}
-    assert "TABLE" not in os.environ  # the function's environment does not leak
-
-
-def test_local_stack_serves_the_template_end_to_end(stub_function):
-    template, base_dir = stub_function
-    with LocalStack(template, api_port=0, aws_port=0, base_dir=base_dir) as stack:
-        assert stack.resources == {"Table": "local-Table"}
-        response = requests.get(f"{stack.api_url}/things/a%2Fb?x=1", timeout=10)
-        assert response.status_code == 200
-        body = response.json()
-        assert body["event"]["pathParameters"] == {"id": "a/b"}
-        assert body["endpoint"] == stack.aws_endpoint
-        # The function's own boto3 calls reach the local moto server.
-        assert stack.invoke("Fn", {"list_tables": True}) == ["local-Table"]
+    preflight = api.options(
+        "/images/1", headers={"Origin": "http://localhost:8080", "Access-Control-Request-Method": "PATCH"}
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"  # AllowedOrigins "*"
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"]

@@ -1,14 +1,12 @@
 """The local stack runs each function in worker processes of its own, concurrently, as Lambda does.
 
 The stub functions meet through files (the test and the workers are different processes): every
-wait has a deadline, none hopes for an overlap.
+wait has a deadline, none hopes for an overlap. The workers' end with the stack is tested in
+tests/integration/test_local_stack.py.
 """
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -16,13 +14,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-import requests
 
 from local_stack.lambda_runtime import FunctionError, LambdaRuntime
-from local_stack.stack import LocalStack
 from local_stack.template import load_template
-
-ROOT = Path(__file__).parents[2]
 
 STUB = """
     import os
@@ -304,67 +298,3 @@ def test_an_invocation_over_its_timeout_fails_and_its_worker_is_replaced(runtime
     assert not is_running(timed_out)  # killed, as Lambda ends the environment
     never.touch()
     assert runtime.invoke("Slow", {"started": str(started), "file": str(never)})["pid"] != timed_out
-
-
-def test_stop_ends_idle_and_busy_workers_promptly(stub, tmp_path):
-    template, base_dir = stub
-    stack = LocalStack(
-        template, api_port=0, aws_port=0, base_dir=base_dir, stack_name=f"t{uuid.uuid4().hex[:10]}"
-    )
-    stack.start()
-    try:
-        idle = stack.invoke("One", {})["pid"]
-        started = tmp_path / "started"
-        busy = in_thread(stack.invoke, "Waiter", {"started": str(started), "file": str(tmp_path / "never")})
-        wait_for_file(started)
-    finally:
-        began = time.monotonic()
-        stack.stop()
-    assert time.monotonic() - began < 5
-    with pytest.raises(FunctionError, match="Runtime exited"):
-        busy()
-    assert not is_running(idle)
-    assert not is_running(int(started.read_text()))
-
-
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 0), (signal.SIGKILL, -signal.SIGKILL)])
-def test_the_workers_end_with_the_stack_process(stub, tmp_path, signum, status):
-    """SIGTERM: the stack stops cleanly (exit status 0). SIGKILL: its workers end anyway."""
-    _, base_dir = stub
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "local")}
-    env.pop("AWS_ENDPOINT_URL", None)
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "local_stack", "--template", str(base_dir / "template.yaml")),
-            *("--api-port", "0", "--aws-port", "0", "--stack-name", f"t{uuid.uuid4().hex[:10]}"),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        for line in process.stdout:
-            if line.startswith("local_stack ready:"):
-                api = line.split("api=", 1)[1].split()[0]
-                break
-        else:
-            pytest.fail("the stack did not start")
-        threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe flowing
-        started = tmp_path / "started"
-        params = {"started": str(started), "file": str(tmp_path / "never"), "seconds": "60"}
-        request = in_thread(lambda: requests.get(api, params=params, timeout=60))
-        wait_for_file(started)
-        worker = int(started.read_text())
-        process.send_signal(signum)
-        assert process.wait(timeout=15) == status
-        if signum == signal.SIGTERM:
-            assert request().status_code == 500  # the running invocation failed
-        deadline = time.monotonic() + 5
-        while is_running(worker):
-            assert time.monotonic() < deadline, "the worker outlived the stack"
-            time.sleep(0.05)
-    finally:
-        process.kill()
-        process.wait()
