@@ -2,18 +2,26 @@
 
 1. Every native extension in the arm64 build (.aws-sam/build) is an aarch64 ELF for CPython
    3.13 (or abi3): what Lambda's python3.13/arm64 runtime can load.
-2. Those binaries cannot run on an x86_64 CI machine, so a twin of the template with
-   x86_64 functions is built into .aws-sam/import-check, and each function's handler is
-   imported in a fresh, isolated interpreter whose path holds only that function's artifact
-   and its layers' `python/` folders: a missing requirement or a wrong Handler fails here.
+2. Each function's handler is imported from that build in a fresh, isolated interpreter whose
+   path holds only that function's artifact and its layers' `python/` folders: a missing
+   requirement or a wrong Handler fails here. Its aarch64 binaries cannot load on an x86_64
+   machine: there, each distribution of the build that carries native code (its RECORD lists a
+   shared object) is installed for this machine, same name and version, with `pip install
+   --no-deps --only-binary=:all: --target` into .aws-sam/host-natives/ (kept between runs), and
+   put first on that path. Everything else the handler imports is the artifact's own files; an
+   aarch64 binary that was not replaced fails to load, and so fails the check.
 
 Usage: python local/build_check.py   (after `sam build`; `make import-check` runs both)
 """
 
+import importlib.metadata
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import sysconfig
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from local_stack.template import (
@@ -25,8 +33,7 @@ from local_stack.template import (
 )
 
 BUILD = REPO_ROOT / ".aws-sam" / "build"
-TWIN_BUILD = REPO_ROOT / ".aws-sam" / "import-check"
-TWIN_TEMPLATE = REPO_ROOT / ".aws-sam" / "template.import-check.yaml"
+HOST_NATIVES = REPO_ROOT / ".aws-sam" / "host-natives"
 _AARCH64 = 0xB7  # ELF e_machine
 
 
@@ -50,44 +57,66 @@ def check_native_extensions(build: Path) -> list[str]:
     return problems
 
 
-def _twin_template() -> None:
-    """template.yaml with x86_64 functions and layers, paths still relative to the repo root."""
-    text = (REPO_ROOT / "template.yaml").read_text()
-    text = text.replace("[arm64]", "[x86_64]").replace(
-        "BuildArchitecture: arm64", "BuildArchitecture: x86_64"
-    )
-    # CodeUri/ContentUri are relative to the template's folder: make them absolute.
-    for folder in ("functions/", "layers/"):
-        text = text.replace(f"Uri: {folder}", f"Uri: {REPO_ROOT / folder}/")
-    TWIN_TEMPLATE.parent.mkdir(exist_ok=True)
-    TWIN_TEMPLATE.write_text(text)
-
-
-def build_twin() -> None:
-    _twin_template()
-    subprocess.run(
-        [
-            str(Path(sys.executable).parent / "sam"), "build", "--cached",
-            "--template-file", str(TWIN_TEMPLATE),
-            "--build-dir", str(TWIN_BUILD),
-            "--cache-dir", str(REPO_ROOT / ".aws-sam" / "import-check-cache"),
-        ],
-        check=True,
-        cwd=REPO_ROOT,
-        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
-    )  # fmt: skip
-
-
-def import_handlers(template: dict, build: Path) -> list[str]:
+def artifact_paths(template: dict, build: Path) -> dict[str, list[Path]]:
+    """Function logical id -> its artifact folder and its layers' `python/` folders in `build`."""
     layer_ids = {
         str(props.get("Properties", {}).get("ContentUri", "")).rstrip("/"): logical_id
         for logical_id, props in resources_of_type(template, "AWS::Serverless::LayerVersion").items()
     }
-    problems = []
-    for logical_id, info in functions(template).items():
-        paths = [str(build / logical_id)] + [
-            str(build / layer_ids[layer.rstrip("/")] / "python") for layer in info.layers
-        ]
+    return {
+        logical_id: [build / logical_id]
+        + [build / layer_ids[layer.rstrip("/")] / "python" for layer in info.layers]
+        for logical_id, info in functions(template).items()
+    }
+
+
+def native_distributions(folders: Iterable[Path]) -> list[tuple[str, str]]:
+    """(name, version) of each distribution installed in these folders whose files include a shared
+    object (from its RECORD), sorted."""
+    found = set()
+    for folder in folders:
+        for info in sorted(folder.glob("*.dist-info")):
+            dist = importlib.metadata.Distribution.at(info)
+            if any(".so" in Path(str(f)).suffixes for f in dist.files or ()):
+                found.add((dist.metadata["Name"], dist.version))
+    return sorted(found)
+
+
+def host_natives(dists: Iterable[tuple[str, str]], root: Path = HOST_NATIVES) -> list[Path]:
+    """A folder per distribution with its build for this interpreter and machine, installed once."""
+    machine = f"cp{sys.version_info.major}{sys.version_info.minor}-{sysconfig.get_platform()}"
+    folders = []
+    for name, version in dists:
+        target = root / machine / f"{name.lower()}-{version}"
+        if not (target / ".installed").exists():
+            partial = target.with_name(target.name + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            subprocess.run(
+                [
+                    sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "--no-deps", "--only-binary=:all:", "--target", str(partial), f"{name}=={version}",
+                ],
+                check=True,
+            )  # fmt: skip
+            (partial / ".installed").touch()
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
+        folders.append(target)
+    return folders
+
+
+def import_handlers(
+    template: dict,
+    build: Path,
+    first_on_path: Callable[[list[Path]], list[Path]] = lambda folders: [],
+) -> list[str]:
+    """Imports each function's handler from `build`, in parallel isolated interpreters.
+
+    `first_on_path(folders)`: what goes before a function's artifact and layer folders."""
+    runs = {}
+    for logical_id, folders in artifact_paths(template, build).items():
+        info = functions(template)[logical_id]
+        paths = [str(p) for p in first_on_path(folders) + folders]
         module, _, attribute = info.handler.rpartition(".")
         code = (
             "import sys; sys.path[:0] = sys.argv[1:]; import importlib; "
@@ -101,17 +130,20 @@ def import_handlers(template: dict, build: Path) -> list[str]:
             **function_environment(template, logical_id),
         }
         # -I: no user site, no PYTHONPATH, no CWD; -S: not even this venv's site-packages.
-        result = subprocess.run(
+        runs[logical_id, info.handler] = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", code, *paths],
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            check=False,
         )
-        status = result.stdout.strip() or result.stderr.strip().splitlines()[-1:]
-        print(f"{logical_id}: {info.handler} -> {status}")
-        if result.returncode != 0:
-            problems.append(f"{logical_id}: {result.stderr.strip()[-2000:]}")
+    problems = []
+    for (logical_id, handler), run in runs.items():
+        stdout, stderr = run.communicate()
+        status = stdout.strip() or stderr.strip().splitlines()[-1:]
+        print(f"{logical_id}: {handler} -> {status}")
+        if run.returncode != 0:
+            problems.append(f"{logical_id}: {stderr.strip()[-2000:]}")
     return problems
 
 
@@ -124,8 +156,17 @@ def main() -> int:
     if platform.machine() in ("aarch64", "arm64"):
         problems += import_handlers(template, BUILD)
     else:
-        build_twin()
-        problems += import_handlers(template, TWIN_BUILD)
+        built = [folder for folders in artifact_paths(template, BUILD).values() for folder in folders]
+        dists = native_distributions(built)
+        print("native code built for this machine instead:", ", ".join(f"{n}=={v}" for n, v in dists))
+        try:
+            host_natives(dists)
+        except subprocess.CalledProcessError as error:
+            print(f"FAIL no build of {dists} for this machine: {error}", file=sys.stderr)
+            return 1
+        problems += import_handlers(
+            template, BUILD, lambda folders: host_natives(native_distributions(folders))
+        )
     for problem in problems:
         print("FAIL", problem, file=sys.stderr)
     return 1 if problems else 0

@@ -122,39 +122,47 @@ class JwtStack(Stack):
 
 @contextmanager
 def _running_stack(tmp_path_factory, name: str, *options: str) -> Iterator[tuple[str, str, Path, str]]:
-    """`python -m local_stack` on free ports until the block ends; (api, aws, recording, banner)."""
-    api_port, aws_port = _free_port(), _free_port()
+    """`python -m local_stack` on free ports until the block ends; (api, aws, recording, banner).
+
+    A port found free may be taken before the stack binds it (pytest-xdist's workers start stacks at
+    the same time): the stack then says so and stops, and is started again on other ports."""
     recording = tmp_path_factory.mktemp("moto") / "recording"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "local"), "MOTO_RECORDER_FILEPATH": str(recording)}
     for variable in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "IMAGES_TABLE", "IMAGES_BUCKET", "AUTH"):
         env.pop(variable, None)
     log = (tmp_path_factory.mktemp(name) / "stack.log").open("w+")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "local_stack",
-            *options,
-            "--api-port",
-            str(api_port),
-            "--aws-port",
-            str(aws_port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    banner, deadline = [], time.monotonic() + 60
-    for line in process.stdout:
-        banner.append(line)
-        if line.startswith(READY) or time.monotonic() > deadline:
+    for attempt in itertools.count(1):
+        api_port, aws_port = _free_port(), _free_port()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "local_stack",
+                *options,
+                "--api-port",
+                str(api_port),
+                "--aws-port",
+                str(aws_port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        banner, deadline = [], time.monotonic() + 60
+        for line in process.stdout:
+            banner.append(line)
+            if line.startswith(READY) or time.monotonic() > deadline:
+                break
+        if banner and banner[-1].startswith(READY):
             break
-    if not banner or not banner[-1].startswith(READY):
         process.kill()
+        process.wait()
         log.seek(0)
-        pytest.fail(f"local stack {' '.join(options)} did not start:\n{''.join(banner)}\n{log.read()}")
+        output = "".join(banner) + log.read()
+        if attempt == 3 or "in use" not in output:
+            pytest.fail(f"local stack {' '.join(options)} did not start:\n{output}")
     # Keep reading: a full pipe would block the functions' log writes, and so the stack.
     threading.Thread(target=lambda: log.writelines(process.stdout), daemon=True).start()
     try:

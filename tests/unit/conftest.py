@@ -13,6 +13,8 @@ import boto3
 import botocore.client
 import pytest
 from moto import mock_aws
+from moto.core.custom_responses_mock import reset_responses_mock
+from moto.core.models import MockAWS, responses_mock
 
 from local_stack.stack import make_dynamodb_writes_atomic
 from local_stack.template import create_resources, function_environment, load_template
@@ -49,9 +51,166 @@ def _clear_caches() -> None:
     images_bucket._s3.cache_clear()
 
 
+class _SearchPaths(list):
+    """A shared loader's search paths: each boto3.Session appends boto3's data folder once more."""
+
+    def append(self, path) -> None:
+        if path not in self:
+            super().append(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_botocore_loader():
+    """Every botocore session of the test process shares one loader of the JSON service models.
+
+    A session loads and parses each model it uses (~70 ms for S3's), and the code under test makes a
+    session per client (pynamodb's connections, images_bucket after each settings change, each
+    transaction): the unit tests spent most of their time parsing the same JSON. The models are
+    read-only data; a Lambda container (one client of each) is not what these tests measure.
+    """
+    from botocore import loaders
+    from botocore import session as botocore_session
+
+    shared: dict = {}
+
+    def create_loader(search_path_string=None):
+        if search_path_string not in shared:
+            loader = loaders.create_loader(search_path_string)
+            loader._search_paths = _SearchPaths(loader.search_paths)
+            shared[search_path_string] = loader
+        return shared[search_path_string]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore_session, "create_loader", create_loader)
+        yield
+
+
+class _Same(list):
+    """A list equal to another holding the same objects."""
+
+    def __eq__(self, other) -> bool:
+        return len(self) == len(other) and all(a is b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None
+
+
+class World:
+    """One moto for the whole session: the template's tables and bucket, built once and emptied
+    before each test that uses them.
+
+    Emptying is a few dict operations; building them (two tables with their indexes, the bucket
+    with its versioning and CORS, through moto's API) costs ~30 ms. Moto's patching is on only
+    during those tests: others start a moto of their own or talk to real servers. When something
+    else than items and objects changed meanwhile (one of those tests reset moto, a test touched the
+    bucket's configuration or used another service), the world is built again from the template.
+    """
+
+    def __init__(self, template: dict) -> None:
+        self.template = template
+        self.mock = mock_aws()
+        self.names: dict[str, str] = {}
+        self._built: list = []
+        self.builds = self.empties = 0
+
+    def enter(self) -> dict[str, str]:
+        self.mock.start(reset=False)
+        try:
+            if self._built and self._state() == self._built:
+                self._empty()
+            else:
+                self._build()
+        except BaseException:
+            self.exit()
+            raise
+        return dict(self.names)
+
+    def exit(self) -> None:
+        self.mock.stop(remove_data=False)
+        if not MockAWS._nested_count:
+            # start() registers moto's URL patterns with `responses` again; stop() keeps them.
+            reset_responses_mock(responses_mock)
+
+    def _build(self) -> None:
+        self.mock.stop()  # removes every service's data, as the end of a `with mock_aws()`
+        self.mock.start()
+        self.names = create_resources(self.template, boto3.client("dynamodb"), boto3.client("s3"))
+        self._built = self._state()
+        self.builds += 1
+
+    @staticmethod
+    def _backends():
+        from moto.core import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+        from moto.s3.models import s3_backends
+
+        return dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"], s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+
+    def _state(self) -> tuple:
+        """What else than items and objects could change: the tables' keys and indexes (a failed
+        transaction puts back a copy of a table), the services moto has in use, the buckets and every
+        attribute of theirs (a configuration change replaces one), compared by identity."""
+        from moto.core.base_backend import BackendDict
+
+        dynamodb, s3 = self._backends()
+        tables = {
+            name: (t.schema, t.attr, [i.name for i in (*t.indexes, *t.global_indexes)], t.ttl, t.billing_mode)
+            for name, t in dynamodb.tables.items()
+        }
+        objects = [*BackendDict._instances]
+        for bucket in s3.buckets.values():
+            objects += [bucket, *(v for k, v in vars(bucket).items() if k not in ("keys", "multiparts"))]
+        return tables, _Same(objects)
+
+    def _empty(self) -> None:
+        from moto.core.model_instances import reset_model_data
+        from moto.s3.models import FakeKey
+
+        dynamodb, s3 = self._backends()
+        for table in dynamodb.tables.values():
+            table.items.clear()
+        for bucket in s3.buckets.values():
+            for _, versions in bucket.keys.iterlists():
+                for key in versions:
+                    if isinstance(key, FakeKey):
+                        key.dispose()  # its temporary file
+            for upload in bucket.multiparts.values():
+                upload.dispose()
+            bucket.keys.clear()
+            bucket.multiparts.clear()
+        reset_model_data()  # moto's list of every object it made, which would grow all session
+        self.empties += 1
+
+    def save(self) -> dict:
+        """The tables' items and the buckets' objects (every version), for `restore`."""
+        dynamodb, s3 = self._backends()
+        return {
+            "tables": {name: copy.deepcopy(table.items) for name, table in dynamodb.tables.items()},
+            "buckets": {
+                name: {key: copy.deepcopy(versions) for key, versions in bucket.keys.iterlists()}
+                for name, bucket in s3.buckets.items()
+            },
+        }
+
+    def restore(self, saved: dict) -> None:
+        """Puts back what `save` returned, into the world a test's `aws` just emptied."""
+        dynamodb, s3 = self._backends()
+        for name, items in saved["tables"].items():
+            assert not dynamodb.tables[name].items
+            dynamodb.tables[name].items = copy.deepcopy(items)
+        for name, keys in saved["buckets"].items():
+            assert not s3.buckets[name].keys
+            for key, versions in keys.items():
+                s3.buckets[name].keys.setlist(key, copy.deepcopy(versions))
+
+
+@pytest.fixture(scope="session")
+def _moto_world(template) -> World:
+    return World(template)
+
+
 @pytest.fixture
-def aws(template, monkeypatch):
-    """Moto AWS with the template's resources; the function's environment as Lambda would set it."""
+def aws(template, _moto_world, monkeypatch):
+    """Moto AWS with the template's resources, empty; the function's environment as Lambda would set it."""
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -62,8 +221,8 @@ def aws(template, monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     make_dynamodb_writes_atomic()  # as DynamoDB's are: the tests run real code in threads
-    with mock_aws():
-        names = create_resources(template, boto3.client("dynamodb"), boto3.client("s3"))
+    names = _moto_world.enter()
+    try:
         # The note's open API; the `auth` fixture switches to AuthMode=jwt.
         for name, value in function_environment(template, "ApiFunction", parameters=OPEN).items():
             monkeypatch.setenv(name, value)
@@ -71,7 +230,32 @@ def aws(template, monkeypatch):
         monkeypatch.setenv("CONFIRM_WAIT_SECONDS", "0")
         _clear_caches()
         yield names
+    finally:
+        _moto_world.exit()
     _clear_caches()
+
+
+@pytest.fixture(scope="module")
+def _built() -> dict:
+    return {}
+
+
+@pytest.fixture
+def built_once(aws, _moto_world, _built):
+    """`built_once(key, build)`: in the module's first test that asks, `build()` (through the API)
+    and its result; in every later one, the same tables and bucket put back as that build left them
+    (every item, every object version) and the same result, without building them again."""
+
+    def once(key: str, build):
+        if key not in _built:
+            value = build()
+            _built[key] = (copy.deepcopy(value), _moto_world.save())
+            return value
+        value, saved = _built[key]
+        _moto_world.restore(saved)
+        return copy.deepcopy(value)
+
+    return once
 
 
 @pytest.fixture

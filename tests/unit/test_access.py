@@ -17,20 +17,27 @@ CALLERS = {"owner": "alice", "editor": "bob", "viewer": "carol", "other": "dave"
 
 
 @pytest.fixture
-def world(auth, processor):
-    """Dataset 7: alice owns it, bob edits, carol views, with one uploaded image; dave owns dataset 8."""
-    alice = auth("alice")
-    assert (
-        alice.call("put_dataset", path=f"/datasets/{DATASET}", path_params={"dataset_id": "7"}).status == 201
-    )
-    for sub, role in (("bob", "editor"), ("carol", "viewer")):
-        assert grant(alice, DATASET, sub, role).status == 200
-    dave = auth("dave")
-    assert dave.call("put_dataset", path=f"/datasets/{OTHER}", path_params={"dataset_id": "8"}).status == 201
-    data = sample_images.jpeg()
-    ticket = alice.prepare(DATASET, [jpeg_file("car.jpg", len(data))]).json["uploads"][0]
-    processor.deliver(processor.put(ticket["s3_key"], data))
-    return {"image": ticket["image_id"], "as": {role: auth(sub) for role, sub in CALLERS.items()}}
+def world(auth, processor, built_once):
+    """Dataset 7: alice owns it, bob edits, carol views, with one uploaded image; dave owns dataset 8.
+
+    Built through the API in the module's first test; the later ones get the same store back."""
+
+    def build() -> int:
+        alice = auth("alice")
+        reply = alice.call("put_dataset", path=f"/datasets/{DATASET}", path_params={"dataset_id": "7"})
+        assert reply.status == 201
+        for sub, role in (("bob", "editor"), ("carol", "viewer")):
+            assert grant(alice, DATASET, sub, role).status == 200
+        dave = auth("dave")
+        reply = dave.call("put_dataset", path=f"/datasets/{OTHER}", path_params={"dataset_id": "8"})
+        assert reply.status == 201
+        data = sample_images.jpeg()
+        ticket = alice.prepare(DATASET, [jpeg_file("car.jpg", len(data))]).json["uploads"][0]
+        processor.deliver(processor.put(ticket["s3_key"], data))
+        return ticket["image_id"]
+
+    image = built_once("world", build)
+    return {"image": image, "as": {role: auth(sub) for role, sub in CALLERS.items()}}
 
 
 def grant(api, dataset_id: int, sub: str, role: str):

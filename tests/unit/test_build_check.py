@@ -1,8 +1,12 @@
 """The packaging gate itself must be able to fail."""
 
+import shutil
+import sysconfig
+from pathlib import Path
+
 import build_check
 
-from local_stack.template import load_template
+from local_stack.template import REPO_ROOT, load_template
 
 
 def _elf(machine: int) -> bytes:
@@ -28,3 +32,55 @@ def test_a_function_whose_artifact_lacks_its_code_fails_the_import_check(tmp_pat
     problems = build_check.import_handlers(template, tmp_path)
     assert len(problems) == len(build_check.functions(template))
     assert all("ModuleNotFoundError" in p for p in problems)
+
+
+def test_the_import_runs_with_only_the_artifact_and_its_layers_on_the_path(tmp_path):
+    # An artifact without its requirements fails, though this venv has them all; with them first
+    # on the path (as this machine's native builds are), the same artifact imports.
+    template = load_template()
+    folders = build_check.artifact_paths(template, tmp_path)["ApiFunction"]
+    shutil.copytree(REPO_ROOT / "functions" / "api", folders[0])
+    shutil.copytree(REPO_ROOT / "layers" / "common", folders[1])
+
+    (alone,) = [p for p in build_check.import_handlers(template, tmp_path) if p.startswith("ApiFunction:")]
+    assert "ModuleNotFoundError" in alone
+
+    venv = sysconfig.get_paths()["purelib"]
+    with_requirements = build_check.import_handlers(template, tmp_path, lambda paths: [venv])
+    assert not [p for p in with_requirements if p.startswith("ApiFunction:")]
+
+
+def _dist(folder, name: str, version: str, *files: str) -> None:
+    info = folder / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in files))
+    for file in files:
+        (folder / file).parent.mkdir(parents=True, exist_ok=True)
+        (folder / file).touch()
+
+
+def test_the_distributions_with_native_code_are_found_by_their_record(tmp_path):
+    _dist(tmp_path / "fn", "fast", "1.0", "fast/__init__.py", "fast/_speed.cpython-313-aarch64-linux-gnu.so")
+    _dist(tmp_path / "fn", "pure", "2.0", "pure/__init__.py", "pure/so.py")
+    _dist(tmp_path / "layer", "bundled", "3.0", "bundled/__init__.py", "bundled.libs/libz-ab12.so.1.3")
+
+    found = build_check.native_distributions([tmp_path / "fn", tmp_path / "layer"])
+
+    assert found == [("bundled", "3.0"), ("fast", "1.0")]
+
+
+def test_a_host_build_is_installed_once_then_reused(tmp_path, monkeypatch):
+    installs = []
+
+    def pip(args, **kwargs):
+        installs.append(args[-1])
+        (Path(args[args.index("--target") + 1]) / "fast").mkdir(parents=True)
+
+    monkeypatch.setattr(build_check.subprocess, "run", pip)
+    (first,) = build_check.host_natives([("Fast", "1.0")], tmp_path)
+    (again,) = build_check.host_natives([("Fast", "1.0")], tmp_path)
+
+    assert first == again
+    assert (first / "fast").is_dir()
+    assert installs == ["Fast==1.0"]

@@ -5,14 +5,20 @@ from tests.unit.conftest import jpeg_file
 
 
 @pytest.fixture
-def mixed(api, uploaded, processor):
-    """Dataset 1: ids 1..10, the even ones uploaded (verified); dataset 2 has one image of its own."""
-    tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg") for i in range(10)]).json["uploads"]
-    ids = [t["image_id"] for t in tickets]
-    data = sample_images.jpeg_of_size(1024)
-    processor.deliver(*(processor.put(ticket["s3_key"], data) for ticket in tickets[1::2]))
-    uploaded(dataset_id=2, n=1)
-    return ids, ids[1::2]
+def mixed(api, uploaded, processor, built_once):
+    """Dataset 1: ids 1..10, the even ones uploaded (verified); dataset 2 has one image of its own.
+
+    Built through the API in the module's first test; the later ones get the same store back."""
+
+    def build():
+        tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg") for i in range(10)]).json["uploads"]
+        ids = [t["image_id"] for t in tickets]
+        data = sample_images.jpeg_of_size(1024)
+        processor.deliver(*(processor.put(ticket["s3_key"], data) for ticket in tickets[1::2]))
+        uploaded(dataset_id=2, n=1)
+        return ids, ids[1::2]
+
+    return built_once("mixed", build)
 
 
 def walk(api, dataset_id, with_urls=False, **query):
