@@ -83,3 +83,31 @@ def many_scan_jpeg(extra_scans: int, width: int = 64, height: int = 48) -> bytes
     assert data[eoi:] == b"\xff\xd9"
     last_scan = data[data.rindex(b"\xff\xda") : eoi]
     return data[:eoi] + last_scan * extra_scans + data[eoi:]
+
+
+def heic(img: Image.Image | None = None, orientation: int | None = None, **params) -> bytes:
+    """A real HEIC (HEVC, by pillow-heif's x265: a dev-only encoder; the functions decode with pi-heif).
+
+    `orientation`: written as EXIF and, by pillow-heif, as the irot/imir transform libheif applies.
+    pillow-heif's Pillow opener is never registered: it would take pi-heif's place in Pillow.
+    """
+    import pillow_heif
+
+    img = img if img is not None else Image.linear_gradient("L").resize((64, 48)).convert("RGB")
+    if orientation:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        params["exif"] = exif.tobytes()
+    out = io.BytesIO()
+    pillow_heif.from_pillow(img).save(out, quality=params.pop("quality", 60), **params)
+    return out.getvalue()
+
+
+def avif(img: Image.Image | None = None, orientation: int | None = None, **params) -> bytes:
+    """A real AVIF, by Pillow's own plugin (libavif)."""
+    img = img if img is not None else Image.linear_gradient("L").resize((64, 48)).convert("RGB")
+    if orientation:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        params["exif"] = exif.tobytes()
+    return encode(img, "AVIF", quality=params.pop("quality", 60), **params)

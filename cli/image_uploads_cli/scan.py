@@ -12,8 +12,18 @@ from pathlib import Path
 
 # The magic numbers the S3 trigger recognises (functions/process_upload/upload_processor/inspection.py),
 # the MIME type each one is declared as, and its name for people.
-SNIFF_BYTES = 16
-FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WebP"}
+SNIFF_BYTES = 64  # an ISO BMFF `ftyp` box (HEIC, AVIF) lists its brands in its first 64 bytes
+FORMATS = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/gif": "GIF",
+    "image/webp": "WebP",
+    "image/heic": "HEIC",
+    "image/heif": "HEIF",
+    "image/avif": "AVIF",
+}
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
 
 
 def sniff(head: bytes) -> str | None:
@@ -26,6 +36,13 @@ def sniff(head: bytes) -> str | None:
         return "image/gif"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
+    if head[4:8] == b"ftyp":  # major brand, minor version, compatible brands to the box's end
+        end = min(int.from_bytes(head[:4], "big"), len(head))
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+        if brands & _AVIF_BRANDS:
+            return "image/avif"
+        if head[8:12] in _HEIF_BRANDS:
+            return "image/heic"  # the server takes image/heic or image/heif for any HEIF file
     return None
 
 

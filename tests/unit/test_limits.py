@@ -35,7 +35,15 @@ def test_limits_are_the_constants_the_models_enforce(api):
 
     assert reply.status == 200
     assert reply.json == {
-        "mime_types": ["image/jpeg", "image/png", "image/webp", "image/gif"],
+        "mime_types": [
+            "image/jpeg",
+            "image/png",
+            "image/webp",
+            "image/gif",
+            "image/heic",
+            "image/heif",
+            "image/avif",
+        ],
         "min_file_size": 1,
         "max_file_size": 10485760,
         "max_filename_length": 255,
@@ -189,6 +197,11 @@ def test_the_clients_sniff_as_the_server_does():
         sample_images.png(),
         sample_images.gif(),
         sample_images.webp(),
+        sample_images.heic(),
+        sample_images.avif(),
+        b"\0\0\0\x18ftypmif1\0\0\0\0mif1heic",
+        b"\0\0\0\x1cftypmif1\0\0\0\0mif1miafavif",  # AVIF by a compatible brand
+        b"\0\0\0\x14ftypisom\0\0\0\0isom",  # an MP4 video
         b"GIF87a" + b"\0" * 20,
         b"RIFF\0\0\0\0WEBPVP8 ",
         sample_images.HTML,
@@ -197,8 +210,8 @@ def test_the_clients_sniff_as_the_server_does():
         b"",
     ]
     for data in samples:
-        server = _sniff(data[:32])
-        assert sniff(data[:16]) == (MIME_TYPES[server] if server else None), data[:16]
+        server = _sniff(data[:64])
+        assert sniff(data[:64]) == (MIME_TYPES[server] if server else None), data[:64]
     # And the page's sniff() has the same four magic numbers (its behaviour: test_upload_page.py).
     page = (ROOT / "web" / "app.js").read_text()
     for pattern in (
@@ -214,7 +227,7 @@ def test_the_clients_sniff_as_the_server_does():
 def test_limits_parse_into_the_clis_rules(api):
     limits = Limits.from_json(get_limits(api).json)
     assert limits.mime_types == models.ALLOWED_MIME_TYPES
-    assert limits.type_names() == "JPEG, PNG, WebP or GIF"
+    assert limits.type_names() == "JPEG, PNG, WebP, GIF, HEIC, HEIF or AVIF"
 
 
 def test_no_client_keeps_its_own_copy_of_the_rules():

@@ -141,7 +141,10 @@ def test_with_urls_items_have_the_notes_fields(api, uploaded):
     ]  # fmt: skip
     # The note's fields in its order; later issues only add fields.
     assert [key for key in item if key in note] == note
-    assert set(item) - set(note) == {"orientation", "error_reason", "upload_expires_at", "thumbnail_url"}
+    assert set(item) - set(note) == {
+        "orientation", "error_reason", "upload_expires_at", "thumbnail_url",
+        "display_width", "display_height", "placeholder", "has_location",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -152,6 +155,7 @@ def test_with_urls_items_have_the_notes_fields(api, uploaded):
         ({"skip": -1}, ["query", "skip"]),
         ({"status": "done"}, ["query", "status"]),
         ({"limit": "ten"}, ["query", "limit"]),
+        ({"has_location": "maybe"}, ["query", "has_location"]),
     ],
 )
 def test_bad_list_parameters_get_422(api, query, loc):

@@ -118,16 +118,21 @@ def confirm_upload(caller: Caller, dataset_id: int, image_ids: list[int]) -> Con
 
 
 def list_images(
-    caller: Caller, dataset_id: int, status: ImageStatus | None, skip: int, limit: int, cursor: str | None
+    caller: Caller,
+    dataset_id: int,
+    status: ImageStatus | None,
+    skip: int,
+    limit: int,
+    cursor: str | None,
+    has_location: bool | None = None,
 ) -> ImagePage:
     """A page in id order; one extra item tells whether a next page exists."""
     require(caller, dataset_id, Role.VIEWER)
-    after_id = cursors.decode(cursor, dataset_id, status) if cursor else 0
-    items = list(
-        islice(images_table.query_dataset(dataset_id, status, after_id, skip + limit + 1), skip, None)
-    )
+    after_id = cursors.decode(cursor, dataset_id, status, has_location) if cursor else 0
+    matches = images_table.query_dataset(dataset_id, status, after_id, skip + limit + 1, has_location)
+    items = list(islice(matches, skip, None))
     page, more = items[:limit], len(items) > limit
-    next_cursor = cursors.encode(dataset_id, status, page[-1].id) if more else None
+    next_cursor = cursors.encode(dataset_id, status, page[-1].id, has_location) if more else None
     return ImagePage(items=page, next_cursor=next_cursor)
 
 

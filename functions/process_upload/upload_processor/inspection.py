@@ -11,6 +11,8 @@ the pixel count, then the thumbnail. The budget is checked from the first read o
 Pillow's header parsing, and every time the decoder pulls more bytes.
 """
 
+import base64
+import functools
 import io
 import re
 import struct
@@ -21,18 +23,36 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from PIL import Image, ImageFile, ImageOps
+import thumbhash
+from PIL import Image, ImageCms, ImageFile, ImageMath
 
 # The only decoders allowed to touch upload bytes: Pillow knows dozens of formats, each an attack surface.
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
-MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
-_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF"}
+# Each upload is opened with the one its bytes show (HEIF: pi-heif's plugin, registered on first use).
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF", "HEIF")
+MIME_TYPES = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "GIF": "image/gif",
+    "AVIF": "image/avif",
+    "HEIF": "image/heic",
+}
+# What a client may declare for each format: image/heif too for HEIF (a generic `mif1` file is not HEVC).
+_DECLARED = {mime: fmt for fmt, mime in MIME_TYPES.items()} | {"image/heif": "HEIF"}
+_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF", "AVIF": "AVIF", "HEIF": "HEIF"}
+
+# ISO BMFF `ftyp` brands (major or compatible). AVIF: the AV1 image brands; HEIF: the HEVC ones and the
+# generic image brands, which pi-heif's plugin accepts as its own. A file naming an AVIF brand is AVIF.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
 
 # WebP is the one thumbnail format: one type for clients and for the thumbnail's S3 key, it keeps
 # alpha, and it is smaller than JPEG at the same quality; every browser that can upload here shows it.
 THUMBNAIL_FORMAT, THUMBNAIL_MIME, THUMBNAIL_QUALITY = "WEBP", "image/webp", 80
 
-_SNIFF_BYTES = 32  # enough for every magic number and for the WebP canvas size
+_SNIFF_BYTES = 64  # enough for every magic number, the WebP canvas size and an `ftyp` box's brands
 _MIN_CHUNK = 16 * 1024  # first pull from the source: rejecting junk or a bomb reads no more than this
 _MAX_CHUNK = 1024 * 1024  # read-ahead doubles up to this, so a big upload is a few dozen source reads
 
@@ -69,8 +89,22 @@ DECODE_CPU_SECONDS_PER_MEGAPIXEL = 0.1
 _DECODE_PIECE = 4 * 1024
 _cpu_time: Callable[[], float] = time.thread_time  # a module global so that tests can fake it
 
-# What Pillow raises on malformed data, besides its own UnidentifiedImageError (an OSError).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+# What Pillow raises on malformed data, besides its own UnidentifiedImageError (an OSError); pi-heif's
+# decoder raises RuntimeError too.
+_DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    RuntimeError,
+    struct.error,
+)
+
+# The placeholder: a ThumbHash (~25 bytes) of the thumbnail scaled to fit this box. The pure-Python
+# encoder's time grows with the pixels; a blur of 7 x 7 coefficients at most needs no more than this.
+PLACEHOLDER_SIZE = 32
 
 
 class Rejected(Exception):
@@ -92,6 +126,10 @@ class Inspected:
     thumbnail: bytes
     thumbnail_mime: str
     bytes_read: int  # how many bytes were pulled from the source
+    display_width: int  # as shown: after the orientation (HEIF: after its irot/imir transforms)
+    display_height: int
+    placeholder: str  # base64 ThumbHash of the (sRGB, upright) thumbnail
+    has_location: bool  # the EXIF GPS IFD holds a latitude and a longitude
 
 
 class Readable(Protocol):
@@ -218,9 +256,11 @@ def _inspect(
     stream.seek(0)
     fmt = _sniff(head)
     if fmt is None:
-        raise Rejected("not_an_image", "the bytes are not a JPEG, PNG, WebP or GIF image")
-    if MIME_TYPES[fmt] != declared_mime:
+        raise Rejected("not_an_image", "the bytes are not a JPEG, PNG, WebP, GIF, AVIF or HEIF image")
+    if _DECLARED.get(declared_mime) != fmt:
         raise Rejected("type_mismatch", f"declared {declared_mime} but the bytes are a {_NAMES[fmt]} image")
+    if fmt == "HEIF":
+        _register_heif()
     if fmt == "WEBP":
         # Pillow reads a whole WebP file before it looks at the size, so check the header ourselves.
         webp_size = _webp_size(head)
@@ -230,8 +270,9 @@ def _inspect(
 
     with _pillow_guard(max_pixels):
         try:
-            # Each of these plugins accepts only its own magic number, so Pillow agrees with _sniff.
-            img = Image.open(stream, formats=ALLOWED_FORMATS)
+            # Only the decoder of the format the bytes show runs (AVIF's plugin also accepts `mif1`).
+            # AVIF and HEIF parse the whole file here (at most the upload cap), not the pixels.
+            img = Image.open(stream, formats=(fmt,))
             width, height = img.size
             _check_pixels(img.size, max_pixels)  # only the header has been read so far
             budget.allow_pixels(width * height)
@@ -245,18 +286,42 @@ def _inspect(
             raise _too_many_pixels(max_pixels) from None
         except _DECODE_ERRORS:
             raise _corrupt(fmt) from None
-        orientation = _orientation(img)
-        thumbnail = _thumbnail(img, thumbnail_size, orientation)
+        has_location = _has_location(img)
+        if fmt == "HEIF":
+            # libheif applies the file's irot/imir, so pi-heif hands over the picture upright; its
+            # orientation is the EXIF tag it then resets to 1. Stored size: before that rotation.
+            orientation = _valid_orientation(img.info.get("original_orientation"))
+            display = img.size
+            if orientation in _QUARTER_TURNS:
+                width, height = height, width
+            upright = _thumbnail(img, thumbnail_size, None)
+        else:
+            orientation = _orientation(img)
+            display = (height, width) if orientation in _QUARTER_TURNS else (width, height)
+            upright = _thumbnail(img, thumbnail_size, orientation)
 
     return Inspected(
-        mime_type=MIME_TYPES[fmt],
+        mime_type=declared_mime if fmt == "HEIF" else MIME_TYPES[fmt],
         width=width,
         height=height,
         orientation=orientation,
-        thumbnail=thumbnail,
+        thumbnail=_encode_thumbnail(upright),
         thumbnail_mime=THUMBNAIL_MIME,
         bytes_read=stream.bytes_read,
+        display_width=display[0],
+        display_height=display[1],
+        placeholder=_placeholder(upright),
+        has_location=has_location,
     )
+
+
+@functools.cache
+def _register_heif() -> None:
+    # pi-heif (libheif, LGPL, decode only) is imported when a HEIF file arrives, not at cold start. Its
+    # thumbnails, depth and auxiliary images are never used: not parsed either.
+    from pi_heif import register_heif_opener
+
+    register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 
 def _sniff(head: bytes) -> str | None:
@@ -268,6 +333,14 @@ def _sniff(head: bytes) -> str | None:
         return "GIF"
     if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
         return "WEBP"
+    if head[4:8] == b"ftyp":
+        # Major brand, minor version, then compatible brands up to the box's end.
+        end = min(int.from_bytes(head[:4], "big"), len(head))
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+        if brands & _AVIF_BRANDS:
+            return "AVIF"
+        if head[8:12] in _HEIF_BRANDS:
+            return "HEIF"
     return None
 
 
@@ -362,20 +435,114 @@ def _orientation(img: Image.Image) -> int | None:
         value = img.getexif().get(0x0112)
     except _DECODE_ERRORS:  # malformed EXIF is not a reason to refuse the picture
         return None
+    return _valid_orientation(value)
+
+
+def _valid_orientation(value: object) -> int | None:
     return value if isinstance(value, int) and 1 <= value <= 8 else None
 
 
-def _thumbnail(img: Image.Image, size: int, orientation: int | None) -> bytes:
-    # Resample in RGB(A): a palette image would resize nearest-neighbour, and WebP takes nothing else.
-    mode = "RGBA" if img.has_transparency_data else "RGB"
-    if img.mode.startswith("I"):  # 16-bit grey PNG: scale to 8 bits, converting alone clips at 255
-        img = img.point(lambda v: v * (1 / 256))
-    if img.mode != mode:
-        img = img.convert(mode)
+_QUARTER_TURNS = (5, 6, 7, 8)  # orientations that swap width and height
+# The transposition that makes an EXIF-oriented picture upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _has_location(img: Image.Image) -> bool:
+    """The EXIF GPS IFD carries a latitude (tag 2) and a longitude (tag 4)."""
+    try:
+        gps = img.getexif().get_ifd(0x8825)
+    except _DECODE_ERRORS:  # malformed EXIF: no location we can read
+        return False
+    return bool(gps.get(2)) and bool(gps.get(4))
+
+
+# Thumbnails are sRGB, what browsers assume of an untagged image: no profile travels with them.
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _thumbnail(img: Image.Image, size: int, orientation: int | None) -> Image.Image:
+    """The picture reduced to fit `size`, upright, in sRGB (RGB, or RGBA when it has transparency)."""
+    icc = img.info.get("icc_profile")
+    img = _resizable(img)
     img.thumbnail((size, size), reducing_gap=3.0)
-    if orientation not in (None, 1):
-        img = ImageOps.exif_transpose(img)
+    alpha = img.getchannel("A") if img.mode in ("LA", "RGBA") else None
+    colour = img.convert({"LA": "L", "RGBA": "RGB"}.get(img.mode, img.mode))
+    # Convert from the embedded profile (Adobe RGB, Display P3, a CMYK or grey one): without it, the
+    # numbers would be shown as sRGB and the colours would be off.
+    out = _to_srgb(colour, icc) if icc else colour.convert("RGB")
+    if alpha is not None:
+        out.putalpha(alpha)
+    if orientation in _UPRIGHT:
+        out = out.transpose(_UPRIGHT[orientation])
+    out.info = {}  # nothing of the original's metadata (EXIF, GPS, XMP, its profile) is carried over
+    return out
+
+
+def _resizable(img: Image.Image) -> Image.Image:
+    """The image in L, LA, RGB, RGBA or CMYK, its transparency as an alpha channel, 8 bits a sample."""
+    if img.mode.startswith("I"):  # 16-bit grey PNG: scale to 8 bits, converting alone clips at 255
+        grey = img.point(lambda v: v * (1 / 256)).convert("L")
+        transparent = img.info.get("transparency")
+        if not isinstance(transparent, int):
+            return grey
+        # The tRNS value is a 16-bit sample: find it before scaling (converting loses it).
+        alpha = ImageMath.lambda_eval(
+            lambda a: a["convert"]((a["img"] != transparent) * 255, "L"), img=img.convert("I")
+        )
+        grey.putalpha(alpha)
+        return grey
+    if img.mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
+        return img
+    # Palette (with tRNS or a GIF's transparent index), 1-bit, PA, YCbCr and the rest.
+    if img.has_transparency_data:
+        return img.convert("LA" if img.mode in ("1", "L") else "RGBA")
+    return img.convert("L" if img.mode == "1" else "RGB")
+
+
+def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(img, source, _SRGB, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        # A damaged profile, or one of another colour space than the pixels: shown as if sRGB, as a
+        # browser would; not a reason to refuse the picture.
+        return img.convert("RGB")
+
+
+def _encode_thumbnail(img: Image.Image) -> bytes:
     out = io.BytesIO()
-    # No exif/icc/xmp passed on: the thumbnail is already upright and must not carry GPS or the like.
-    img.save(out, THUMBNAIL_FORMAT, quality=THUMBNAIL_QUALITY)
+    # No exif/icc/xmp passed on: the thumbnail must not carry GPS or the like.
+    img.save(out, THUMBNAIL_FORMAT, quality=THUMBNAIL_QUALITY, exif=b"", icc_profile=b"", xmp=b"")
     return out.getvalue()
+
+
+def _placeholder(thumbnail: Image.Image) -> str:
+    scale = min(1.0, PLACEHOLDER_SIZE / max(thumbnail.size))
+    small = thumbnail.resize(
+        (max(1, round(thumbnail.width * scale)), max(1, round(thumbnail.height * scale)))
+    )
+    if small.mode == "RGBA" and small.getchannel("A").getextrema()[0] < 255:
+        # thumbhash 0.1.2 raises TypeError on any transparent pixel (its alpha channel is never
+        # encoded): paint the transparent parts in the picture's own average colour, as ThumbHash does
+        # before encoding the colours, and keep an opaque placeholder.
+        small = _flatten(small)
+    small = small.convert("RGBA")
+    rgba = small.tobytes()
+    return base64.b64encode(bytes(thumbhash.rgba_to_thumb_hash(small.width, small.height, rgba))).decode()
+
+
+def _flatten(img: Image.Image) -> Image.Image:
+    pixels = list(img.get_flattened_data())  # at most PLACEHOLDER_SIZE squared
+    weight = sum(p[3] for p in pixels)
+    average = tuple(round(sum(p[c] * p[3] for p in pixels) / weight) if weight else 0 for c in range(3))
+    flat = Image.new("RGB", img.size, average)
+    flat.paste(img, mask=img.getchannel("A"))
+    return flat

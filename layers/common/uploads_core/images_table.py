@@ -7,7 +7,7 @@ sees pynamodb or DynamoDB.
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from pynamodb.attributes import MapAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BooleanAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import DeleteError, DoesNotExist, UpdateError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
@@ -86,6 +86,11 @@ class ImageRecord(Model):
     upload_expires_at = UnicodeAttribute(null=True)
     # Only while `uploading`: the hash key that puts the record in the sparse uploading index.
     uploading_shard = NumberAttribute(null=True)
+    # Set by the S3 trigger's verdict (issue 14): display size, ThumbHash placeholder, GPS present.
+    display_width = NumberAttribute(null=True)
+    display_height = NumberAttribute(null=True)
+    placeholder = UnicodeAttribute(null=True)
+    has_location = BooleanAttribute(null=True)
 
     dataset_index = DatasetIndex()
     dataset_status_index = DatasetStatusIndex()
@@ -190,18 +195,31 @@ def find_by_key(s3_key: str) -> Image | None:
     return None
 
 
-def query_dataset(dataset_id: int, status: ImageStatus | None, after_id: int, limit: int) -> Iterator[Image]:
+def query_dataset(
+    dataset_id: int, status: ImageStatus | None, after_id: int, limit: int, has_location: bool | None = None
+) -> Iterator[Image]:
     """Images of a dataset with id > `after_id`, in id order, at most `limit` of them.
 
-    Each DynamoDB page asks for no more than what is left to return, so the work is O(limit).
+    Each DynamoDB page asks for no more than what is left to return, so the work is O(limit) without
+    `has_location`. With it, a filter expression: DynamoDB applies it after reading a page, so pages
+    may come back short or empty and the query goes on (pynamodb follows LastEvaluatedKey) until
+    `limit` images matched or the dataset ends; the work is then O(images read up to the last match).
+    `has_location=False` also matches records without the attribute (not uploaded, or older).
     """
     if status is None:
         index, hash_key = ImageRecord.dataset_index, dataset_id
     else:
         index, hash_key = ImageRecord.dataset_status_index, _dataset_status(dataset_id, status)
+    if has_location is None:
+        condition = None
+    elif has_location:
+        condition = ImageRecord.has_location == True  # noqa: E712 - a pynamodb condition, not a comparison
+    else:
+        condition = ImageRecord.has_location.does_not_exist() | (ImageRecord.has_location == False)  # noqa: E712
     results = index.query(
         hash_key,
         range_key_condition=ImageRecord.id > after_id,
+        filter_condition=condition,
         scan_index_forward=True,
         limit=limit,
         page_size=limit,

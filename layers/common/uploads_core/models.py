@@ -8,7 +8,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 # The upload rules, written here only: the models below enforce them, `GET /limits` publishes them, and
 # the CLI and the upload page read them from there. No SVG: it carries script.
-MimeType = Literal["image/jpeg", "image/png", "image/webp", "image/gif"]
+# HEIC/HEIF (phones) and AVIF: the trigger decodes them (pi-heif, Pillow) and thumbnails them as WebP.
+MimeType = Literal[
+    "image/jpeg", "image/png", "image/webp", "image/gif", "image/heic", "image/heif", "image/avif"
+]
 ALLOWED_MIME_TYPES: tuple[str, ...] = get_args(MimeType)
 MIN_FILE_SIZE = 1
 MAX_FILE_SIZE = 10 * 1024 * 1024
@@ -120,6 +123,18 @@ class Image(BaseModel):
     error_reason: ErrorReason | None = None
     upload_expires_at: UtcDateTime | None = Field(
         default=None, description="When the upload URL stops working (cleanup waits past it)"
+    )
+    display_width: int | None = Field(
+        default=None,
+        description="Width as shown, after the orientation (EXIF; HEIF's irot): set when uploaded",
+    )
+    display_height: int | None = Field(default=None, description="Height as shown, after the orientation")
+    placeholder: str | None = Field(
+        default=None,
+        description="A ThumbHash of the picture (base64, ~25 bytes) to paint until the thumbnail loads",
+    )
+    has_location: bool | None = Field(
+        default=None, description="The original carries GPS coordinates (EXIF): set when uploaded"
     )
     # Bookkeeping of the S3 trigger, not part of the API's answers: the object version last judged
     # (the verified one when `uploaded`), its event's sequencer, and the thumbnail made from it.

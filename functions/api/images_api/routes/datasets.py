@@ -9,6 +9,7 @@ from images_api.routes.params import (
     DatasetId,
     ExpiresIn,
     Limit,
+    LocationFilter,
     Skip,
     StatusFilter,
     caller,
@@ -78,9 +79,10 @@ def list_images(
     limit: Limit = 100,
     status: StatusFilter = None,
     cursor: Cursor = None,
+    has_location: LocationFilter = None,
 ) -> Response[list[Image]]:
     logger.append_keys(dataset_id=dataset_id)
-    page = logic.list_images(caller(router), dataset_id, status, skip, limit, cursor)
+    page = logic.list_images(caller(router), dataset_id, status, skip, limit, cursor, has_location)
     return _page_response(page.items, page.next_cursor)
 
 
@@ -96,8 +98,9 @@ def list_images_with_urls(
     status: StatusFilter = None,
     expires_in: ExpiresIn = DEFAULT_EXPIRES_IN,
     cursor: Cursor = None,
+    has_location: LocationFilter = None,
 ) -> Response[list[ImageWithUrl]]:
     logger.append_keys(dataset_id=dataset_id)
-    page = logic.list_images(caller(router), dataset_id, status, skip, limit, cursor)
+    page = logic.list_images(caller(router), dataset_id, status, skip, limit, cursor, has_location)
     items = logic.with_download_urls(page.items, expires_in)
     return _page_response(items, page.next_cursor)

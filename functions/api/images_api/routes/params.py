@@ -28,6 +28,10 @@ Skip = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")]
 StatusFilter = Annotated[ImageStatus | None, Query(description="Only images with this status")]
+LocationFilter = Annotated[
+    bool | None,
+    Query(description="`true`: only images whose original carries GPS coordinates; `false`: only the others"),
+]
 Cursor = Annotated[
     str | None,
     Query(max_length=512, description="Value of a previous page's X-Next-Cursor header"),
