@@ -4,7 +4,9 @@
    3.13 (or abi3): what Lambda's python3.13/arm64 runtime can load.
 2. Each function's handler is imported from that build in a fresh, isolated interpreter whose
    path holds only that function's artifact and its layers' `python/` folders: a missing
-   requirement or a wrong Handler fails here. Its aarch64 binaries cannot load on an x86_64
+   requirement or a wrong Handler fails here. So is every top-level module of the distributions
+   the artifact itself holds: a function imports some only when it needs them (pi-heif, when a
+   HEIF file arrives), and those must load too. Its aarch64 binaries cannot load on an x86_64
    machine: there, each distribution of the build that carries native code (its RECORD lists a
    shared object) is installed for this machine, same name and version, with `pip install
    --no-deps --only-binary=:all: --target` into .aws-sam/host-natives/ (kept between runs), and
@@ -105,6 +107,16 @@ def host_natives(dists: Iterable[tuple[str, str]], root: Path = HOST_NATIVES) ->
     return folders
 
 
+def artifact_modules(artifact: Path) -> list[str]:
+    """Top-level modules of the distributions installed in a function's own artifact, sorted."""
+    names = set()
+    for info in artifact.glob("*.dist-info"):
+        top_level = info / "top_level.txt"
+        if top_level.exists():
+            names.update(line.strip() for line in top_level.read_text().splitlines() if line.strip())
+    return sorted(names)
+
+
 def import_handlers(
     template: dict,
     build: Path,
@@ -121,7 +133,9 @@ def import_handlers(
         code = (
             "import sys; sys.path[:0] = sys.argv[1:]; import importlib; "
             f"handler = getattr(importlib.import_module({module!r}), {attribute!r}); "
-            "assert callable(handler); print('ok', handler.__module__)"
+            "assert callable(handler); "
+            f"[importlib.import_module(name) for name in {artifact_modules(folders[0])!r}]; "
+            "print('ok', handler.__module__)"
         )
         env = {
             "PATH": os.environ.get("PATH", ""),

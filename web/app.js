@@ -13,8 +13,21 @@
   // copied here. A file is judged by its bytes, as the S3 trigger judges it: these are the magic numbers
   // it recognises, and the type each one is declared as (a camera's .mpo, a .jfif or a .JPG is a JPEG;
   // HTML named .png is not an image).
-  const FORMATS = { "image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF", "image/webp": "WebP" };
-  const SNIFF_BYTES = 16;
+  const FORMATS = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/gif": "GIF",
+    "image/webp": "WebP",
+    "image/heic": "HEIC",
+    "image/heif": "HEIF",
+    "image/avif": "AVIF",
+  };
+  // Names the file picker also offers for a type (systems that do not know .heic by its MIME type).
+  const EXTENSIONS = { "image/jpeg": [".mpo"], "image/heic": [".heic"], "image/heif": [".heif"], "image/avif": [".avif"] };
+  // ISO BMFF `ftyp` brands (HEIC, AVIF): an AVIF brand anywhere makes it AVIF; else a HEIF major brand.
+  const AVIF_BRANDS = ["avif", "avis"];
+  const HEIF_BRANDS = ["heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs", "mif1", "msf1"];
+  const SNIFF_BYTES = 64;
   const PARALLEL = 4; // PUTs at once
   const BATCH = 100; // files per prepare-upload, at most the API's max_batch
   const PUT_ATTEMPTS = 3; // a failed PUT is tried again twice, each time with a fresh URL
@@ -172,7 +185,7 @@
 
   function showRules(rules) {
     // The picker filters by name: a camera's .mpo is a JPEG too (the page then judges every file's bytes).
-    $("files").accept = [...rules.mime_types, ...(rules.mime_types.includes("image/jpeg") ? [".mpo"] : [])].join(",");
+    $("files").accept = rules.mime_types.flatMap((t) => [t, ...(EXTENSIONS[t] || [])]).join(",");
     $("rules").textContent = `${typeNames(rules)}, ${formatLimit(rules.max_file_size)} at most each (judged by their content, not their names).`;
   }
 
@@ -526,6 +539,15 @@
     if (starts(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return "image/png";
     if (ascii(0, "GIF87a") || ascii(0, "GIF89a")) return "image/gif";
     if (ascii(0, "RIFF") && ascii(8, "WEBP")) return "image/webp";
+    if (ascii(4, "ftyp")) {
+      // Major brand, minor version, then compatible brands to the end of the box.
+      const end = Math.min(((head[0] << 24) | (head[1] << 16) | (head[2] << 8) | head[3]) >>> 0, head.length);
+      const brands = [8];
+      for (let at = 16; at + 4 <= end; at += 4) brands.push(at);
+      if (brands.some((at) => AVIF_BRANDS.some((brand) => ascii(at, brand)))) return "image/avif";
+      // The server takes image/heic or image/heif for any HEIF file.
+      if (HEIF_BRANDS.some((brand) => ascii(8, brand))) return "image/heic";
+    }
     return null;
   }
 
@@ -788,20 +810,136 @@
       setState(item, "error", `error: ${reason.message || reason.code || "rejected"}${reason.code ? ` (${reason.code})` : ""}`);
     } else if (image.status === "uploaded" && image.width) {
       watching.delete(item);
-      setState(item, "uploaded", `uploaded · ${image.width}×${image.height}`);
-      showPreview(item);
+      setState(item, "uploaded", `uploaded · ${dimensions(image)}`);
+      showPreview(item, image);
     } else if (Date.now() - item.since > VERDICT_TIMEOUT_MS) {
       watching.delete(item);
       setState(item, "failed", `${image.status}, not verified yet`);
     }
   }
 
-  function showPreview(item) {
+  // Width × height as the picture is shown (after its orientation); the API's stored size for records
+  // written before display sizes existed.
+  const dimensions = (image) =>
+    `${image.display_width ?? image.width ?? "?"}×${image.display_height ?? image.height ?? "?"}`;
+
+  function showPreview(item, image) {
     const url = URL.createObjectURL(item.file);
+    const placeholder = placeholderUrl(image.placeholder);
+    paintPlaceholder(item.preview, placeholder);
     item.preview.addEventListener("load", () => URL.revokeObjectURL(url), { once: true });
-    item.preview.addEventListener("error", () => URL.revokeObjectURL(url), { once: true });
+    item.preview.addEventListener(
+      "error",
+      () => {
+        URL.revokeObjectURL(url);
+        // A browser that cannot show the file itself (HEIC, mostly): its placeholder stays.
+        if (placeholder) item.preview.src = placeholder;
+      },
+      { once: true },
+    );
     item.preview.src = url;
     item.preview.hidden = false;
+  }
+
+  // The placeholder behind an <img> until the image itself has loaded.
+  function paintPlaceholder(img, url) {
+    if (!url) return;
+    img.classList.add("placeholder");
+    img.style.backgroundImage = `url("${url}")`;
+    img.addEventListener("load", () => {
+      if (img.src !== url) img.style.backgroundImage = "";
+    });
+  }
+
+  // A data: URL of the record's ThumbHash placeholder (base64), or null.
+  function placeholderUrl(base64) {
+    if (!base64) return null;
+    try {
+      const { w, h, rgba } = thumbHashToRGBA(Uint8Array.from(atob(base64), (c) => c.charCodeAt(0)));
+      const canvas = document.createElement("canvas");
+      canvas.width = w;
+      canvas.height = h;
+      canvas.getContext("2d").putImageData(new ImageData(rgba, w, h), 0, 0);
+      return canvas.toDataURL("image/png");
+    } catch {
+      return null; // a placeholder the page cannot read is only a missing placeholder
+    }
+  }
+
+  // ThumbHash's decoder, after Evan Wallace's reference implementation (MIT licence,
+  // github.com/evanw/thumbhash): a hash of ~25 bytes to a small RGBA picture (32 px on its long side).
+  function thumbHashToRGBA(hash) {
+    const { PI, min, max, cos, round } = Math;
+    const header24 = hash[0] | (hash[1] << 8) | (hash[2] << 16);
+    const header16 = hash[3] | (hash[4] << 8);
+    const lDc = (header24 & 63) / 63;
+    const pDc = ((header24 >> 6) & 63) / 31.5 - 1;
+    const qDc = ((header24 >> 12) & 63) / 31.5 - 1;
+    const lScale = ((header24 >> 18) & 31) / 31;
+    const hasAlpha = header24 >> 23;
+    const pScale = ((header16 >> 3) & 63) / 63;
+    const qScale = ((header16 >> 9) & 63) / 63;
+    const isLandscape = header16 >> 15;
+    const lx = max(3, isLandscape ? (hasAlpha ? 5 : 7) : header16 & 7);
+    const ly = max(3, isLandscape ? header16 & 7 : hasAlpha ? 5 : 7);
+    const aDc = hasAlpha ? (hash[5] & 15) / 15 : 1;
+    const aScale = (hash[5] >> 4) / 15;
+    const acStart = hasAlpha ? 6 : 5;
+    let acIndex = 0;
+    const decodeChannel = (nx, ny, scale) => {
+      const ac = [];
+      for (let cy = 0; cy < ny; cy++) {
+        for (let cx = cy ? 0 : 1; cx * ny < nx * (ny - cy); cx++) {
+          ac.push((((hash[acStart + (acIndex >> 1)] >> ((acIndex++ & 1) << 2)) & 15) / 7.5 - 1) * scale);
+        }
+      }
+      return ac;
+    };
+    // Saturation boosted by 1.25 to make up for the quantization, as the reference does.
+    const lAc = decodeChannel(lx, ly, lScale);
+    const pAc = decodeChannel(3, 3, pScale * 1.25);
+    const qAc = decodeChannel(3, 3, qScale * 1.25);
+    const aAc = hasAlpha && decodeChannel(5, 5, aScale);
+    const header = hash[3];
+    const ratio = (isLandscape ? (hasAlpha ? 5 : 7) : header & 7) / (isLandscape ? header & 7 : hasAlpha ? 5 : 7);
+    const w = round(ratio > 1 ? 32 : 32 * ratio);
+    const h = round(ratio > 1 ? 32 / ratio : 32);
+    const rgba = new Uint8ClampedArray(w * h * 4);
+    const fx = [];
+    const fy = [];
+    for (let y = 0, i = 0; y < h; y++) {
+      for (let x = 0; x < w; x++, i += 4) {
+        let l = lDc;
+        let p = pDc;
+        let q = qDc;
+        let a = aDc;
+        for (let cx = 0, n = max(lx, hasAlpha ? 5 : 3); cx < n; cx++) fx[cx] = cos((PI / w) * (x + 0.5) * cx);
+        for (let cy = 0, n = max(ly, hasAlpha ? 5 : 3); cy < n; cy++) fy[cy] = cos((PI / h) * (y + 0.5) * cy);
+        for (let cy = 0, j = 0; cy < ly; cy++) {
+          for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx * ly < lx * (ly - cy); cx++, j++) l += lAc[j] * fx[cx] * fy2;
+        }
+        for (let cy = 0, j = 0; cy < 3; cy++) {
+          for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx < 3 - cy; cx++, j++) {
+            const f = fx[cx] * fy2;
+            p += pAc[j] * f;
+            q += qAc[j] * f;
+          }
+        }
+        if (hasAlpha) {
+          for (let cy = 0, j = 0; cy < 5; cy++) {
+            for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx < 5 - cy; cx++, j++) a += aAc[j] * fx[cx] * fy2;
+          }
+        }
+        const b = l - (2 / 3) * p;
+        const r = (3 * l - b + q) / 2;
+        const g = r - q;
+        rgba[i] = max(0, 255 * min(1, r));
+        rgba[i + 1] = max(0, 255 * min(1, g));
+        rgba[i + 2] = max(0, 255 * min(1, b));
+        rgba[i + 3] = max(0, 255 * min(1, a));
+      }
+    }
+    return { w, h, rgba };
   }
 
   function settled() {
@@ -855,13 +993,14 @@
     const img = li.appendChild(document.createElement("img"));
     img.loading = "lazy";
     img.alt = image.filename;
+    paintPlaceholder(img, placeholderUrl(image.placeholder));
     img.src = image.thumbnail_url || image.download_url || "";
     const caption = li.appendChild(document.createElement("div"));
     caption.className = "caption";
     caption.textContent = image.filename;
     const meta = li.appendChild(document.createElement("div"));
     meta.className = "meta";
-    meta.textContent = `#${image.id} · ${image.width ?? "?"}×${image.height ?? "?"} · ${formatSize(image.file_size)}`;
+    meta.textContent = `#${image.id} · ${dimensions(image)} · ${formatSize(image.file_size)}`;
     return li;
   }
 

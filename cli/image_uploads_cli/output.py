@@ -100,7 +100,10 @@ def print_images(console: Console, images: list[dict]) -> None:
         status = image["status"]
         if image.get("error_reason"):
             status += f" ({image['error_reason']['code']})"
-        dims = f"{image['width']}x{image['height']}" if image.get("width") else ""
+        # As shown (after the orientation); the stored size for records from before display sizes.
+        width = image.get("display_width") or image.get("width")
+        height = image.get("display_height") or image.get("height")
+        dims = f"{width}x{height}" if width else ""
         table.add_row(str(image["id"]), Text(image["filename"]), decimal(image["file_size"]), status, dims)
     console.print(table)
     console.print(f"{len(images)} image(s)", highlight=False)

@@ -175,23 +175,35 @@ def test_files_are_judged_by_their_bytes_not_their_names(stack, capsys, tmp_path
     dataset = stack.dataset()
     folder = tmp_path / "camera"
     folder.mkdir()
-    photos = {"IMG_0001.mpo": mpo(80, 60), "IMG_0002.JPG": sample_images.jpeg(64, 48)}
+    photos = {
+        "IMG_0001.mpo": mpo(80, 60),
+        "IMG_0002.JPG": sample_images.jpeg(64, 48),
+        # A phone's portrait photo: stored 96x64, shown 64x96 (orientation 6).
+        "IMG_0003.HEIC": sample_images.heic(Image.new("RGB", (96, 64), (30, 90, 200)), orientation=6),
+        "IMG_0004.avif": sample_images.avif(),
+    }
     for name, data in {**photos, "index.png": sample_images.HTML}.items():
         (folder / name).write_bytes(data)
 
     code, out = upload(capsys, stack, folder, dataset)
 
     assert code == 0, out
-    assert "uploaded 2, unverified 0, already uploaded 0, rejected 0, failed 0, skipped locally 1" in out
+    assert "uploaded 4, unverified 0, already uploaded 0, rejected 0, failed 0, skipped locally 1" in out
     assert "index.png" in out
-    assert "content is not a JPEG, PNG, WebP or GIF image" in out
+    assert "content is not a JPEG, PNG, WebP, GIF, HEIC, HEIF or AVIF image" in out
     images = {i["filename"]: i for i in records(stack, dataset)}
     assert set(images) == set(photos)  # the HTML was never sent
+    types = {"IMG_0003.HEIC": "image/heic", "IMG_0004.avif": "image/avif"}
     for name, data in photos.items():
         image = images[name]
-        assert (image["status"], image["mime_type"]) == ("uploaded", "image/jpeg")
+        assert (image["status"], image["mime_type"]) == ("uploaded", types.get(name, "image/jpeg"))
         assert image["file_size"] == len(data)
     assert (images["IMG_0001.mpo"]["width"], images["IMG_0001.mpo"]["height"]) == (80, 60)
+    heic = images["IMG_0003.HEIC"]
+    assert (heic["width"], heic["height"], heic["display_width"], heic["display_height"]) == (96, 64, 64, 96)
+    code, out, _ = cli(capsys, stack, "ls", "--dataset", str(dataset))
+    assert code == 0
+    assert has_row(out, "IMG_0003.HEIC", "uploaded", "64x96"), out  # as shown, not as stored
 
 
 def test_ls_get_rm(stack, capsys, folder):

@@ -84,3 +84,25 @@ def test_a_host_build_is_installed_once_then_reused(tmp_path, monkeypatch):
     assert first == again
     assert (first / "fast").is_dir()
     assert installs == ["Fast==1.0"]
+
+
+def test_modules_a_function_imports_only_when_needed_are_imported_too(tmp_path):
+    # pi-heif is imported when a HEIF file arrives, not with the handler: an artifact whose copy of a
+    # distribution cannot load fails the check, though its handler imports.
+    template = load_template()
+    folders = build_check.artifact_paths(template, tmp_path)["ProcessUploadFunction"]
+    shutil.copytree(REPO_ROOT / "functions" / "process_upload", folders[0])
+    shutil.copytree(REPO_ROOT / "layers" / "common", folders[1])
+    info = folders[0] / "lazy_native-1.0.dist-info"
+    info.mkdir()
+    (info / "top_level.txt").write_text("lazy_native\n")
+    (folders[0] / "lazy_native.py").write_text("raise ImportError('built for another machine')\n")
+    assert build_check.artifact_modules(folders[0]) == ["lazy_native"]
+
+    venv = sysconfig.get_paths()["purelib"]
+    problems = build_check.import_handlers(template, tmp_path, lambda paths: [venv])
+    (failed,) = [p for p in problems if p.startswith("ProcessUploadFunction:")]
+    assert "built for another machine" in failed
+    (info / "top_level.txt").write_text("")
+    problems = build_check.import_handlers(template, tmp_path, lambda paths: [venv])
+    assert not [p for p in problems if p.startswith("ProcessUploadFunction:")]
