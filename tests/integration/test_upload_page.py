@@ -191,7 +191,8 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
             page.route(f"{stack.aws}/**", drop_first_photo_put)
             page.goto(stack.url(f"/?dataset={dataset}&page_size=4"))
             expect(page.locator("#rules")).to_have_text(
-                "JPEG, PNG, WebP or GIF, 10 MiB at most each (judged by their content, not their names)."
+                "JPEG, PNG, WebP, GIF, HEIC, HEIF or AVIF, 10 MiB at most each "
+                "(judged by their content, not their names)."
             )
             accept = page.get_attribute("#files", "accept")
             page.set_input_files("#files", [str(tmp_path / name) for name in files])
@@ -242,7 +243,7 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
     assert states["SHOT.JPG"] == ("uploaded", "uploaded · 48\u00d732")
     assert states["broken.jpg"][0] == "error"
     assert "corrupt" in states["broken.jpg"][1]
-    not_an_image = "not accepted: not a JPEG, PNG, WebP or GIF image (by its content)"
+    not_an_image = "not accepted: not a JPEG, PNG, WebP, GIF, HEIC, HEIF or AVIF image (by its content)"
     assert states["fake.png"] == ("refused", not_an_image)
     assert states["notes.txt"] == ("refused", not_an_image)
     assert states["huge.png"][0] == "refused"
@@ -252,7 +253,9 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
     sent = sum(len(data) for name, data in files.items() if name not in refused)
     assert overall == [sent, sent]
     assert f"{len(uploaded)} uploaded" in summary
-    assert accept == "image/jpeg,image/png,image/webp,image/gif,.mpo"
+    assert accept == (
+        "image/jpeg,.mpo,image/png,image/webp,image/gif,image/heic,.heic,image/heif,.heif,image/avif,.avif"
+    )
     assert message_hidden
     assert len(failed_puts) == 1
     assert [e for e in console_errors if "ERR_CONNECTION_RESET" not in e] == []  # the dropped PUT
@@ -281,6 +284,94 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
     rejected = by_name["broken.jpg"]
     assert rejected["status"] == "error"
     assert rejected["error_reason"]["code"] == "corrupt"
+
+
+def data_url_image(url: str) -> Image.Image:
+    match = re.fullmatch(r'url\("data:image/png;base64,([A-Za-z0-9+/=]+)"\)', url)
+    assert match, url[:80]
+    return Image.open(io.BytesIO(base64.b64decode(match[1])))
+
+
+def test_a_phone_photo_uploads_from_the_page_shown_upright_with_its_placeholder(stack, tmp_path):
+    """An iPhone-like HEIC (stored 96x64, orientation 6, which Chromium cannot show) and an AVIF: the
+    page sends both by their bytes, shows their display size, and paints each record's ThumbHash until
+    its thumbnail loads (the thumbnails are held back here, so the placeholders stay)."""
+    dataset = stack.dataset()
+    portrait = Image.new("RGB", (96, 64), (30, 90, 200))
+    portrait.paste((230, 40, 20), (0, 0, 48, 64))
+    files = {
+        "IMG_0001.HEIC": sample_images.heic(portrait, orientation=6),
+        "IMG_0002.avif": sample_images.avif(Image.new("RGB", (80, 40), (40, 160, 60))),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1000})
+            held: list[str] = []
+
+            def hold_thumbnails(route):
+                if "/thumbnails/" in route.request.url:
+                    held.append(route.request.url)  # never answered: the placeholder stays
+                else:
+                    route.continue_()
+
+            page.route(f"{stack.aws}/**", hold_thumbnails)
+            page.goto(stack.url(f"/?dataset={dataset}"))
+            expect(page.locator("#rules")).to_contain_text("HEIC, HEIF or AVIF")
+            page.set_input_files("#files", [str(tmp_path / name) for name in files])
+            expect(page.locator("#start")).to_have_text("Upload 2 files")
+            page.click("#start")
+            page.wait_for_function(
+                f"""() => [...document.querySelectorAll('#rows tr')]
+                    .every(r => {list(FINAL_STATES)!r}.includes(r.dataset.state))""",
+                timeout=30_000,
+            )
+            states = {
+                row.locator("td.name").inner_text().strip(): row.locator("td.status").inner_text()
+                for row in page.locator("#rows tr").all()
+            }
+            expect(page.locator("#grid img")).to_have_count(2)
+            page.wait_for_function("() => document.querySelectorAll('#grid img.placeholder').length === 2")
+            cards = {
+                card.locator(".caption").inner_text(): (
+                    card.locator(".meta").inner_text(),
+                    card.locator("img").evaluate("i => i.style.backgroundImage"),
+                )
+                for card in page.locator("#grid li").all()
+            }
+            # Chromium cannot show the HEIC file itself: its row's preview falls back to the placeholder.
+            heic_row = page.locator("#rows tr", has_text="IMG_0001.HEIC")
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('#rows tr img')].some(i => i.src.startsWith('data:'))"
+            )
+            heic_preview = heic_row.locator("img").get_attribute("src")
+        finally:
+            browser.close()
+
+    assert states == {"IMG_0001.HEIC": "uploaded · 64\u00d796", "IMG_0002.avif": "uploaded · 80\u00d740"}
+    assert held
+    heic_meta, heic_placeholder = cards["IMG_0001.HEIC"]
+    assert "64\u00d796" in heic_meta
+    painted = data_url_image(heic_placeholder)
+    assert painted.width < painted.height  # upright: portrait, as shown
+    # Red on top (the stored left half, turned), blue below: the ThumbHash decoded by the page.
+    top, bottom = (
+        painted.convert("RGB").getpixel((painted.width // 2, 2)),
+        painted.convert("RGB").getpixel((painted.width // 2, painted.height - 3)),
+    )
+    assert top[0] > top[2]
+    assert bottom[2] > bottom[0]
+    assert heic_preview.startswith("data:image/png;base64,")
+    avif_meta, avif_placeholder = cards["IMG_0002.avif"]
+    assert "80\u00d740" in avif_meta
+    painted = data_url_image(avif_placeholder)
+    assert painted.width > 1.5 * painted.height  # ThumbHash keeps the aspect ratio roughly
+    assert painted.convert("RGB").getpixel((16, 8))[1] > 120  # green
+    images = {i["filename"]: i for i in stack.http.get(stack.url(f"/datasets/{dataset}/images")).json()}
+    assert images["IMG_0001.HEIC"]["mime_type"] == "image/heic"
+    assert images["IMG_0002.avif"]["mime_type"] == "image/avif"
 
 
 def test_the_page_takes_its_rules_from_the_api(stack, tmp_path):
