@@ -89,8 +89,7 @@ DECODE_CPU_SECONDS_PER_MEGAPIXEL = 0.1
 _DECODE_PIECE = 4 * 1024
 _cpu_time: Callable[[], float] = time.thread_time  # a module global so that tests can fake it
 
-# What Pillow raises on malformed data, besides its own UnidentifiedImageError (an OSError); pi-heif's
-# decoder raises RuntimeError too.
+# What Pillow raises on malformed data, besides its own UnidentifiedImageError (an OSError).
 _DECODE_ERRORS = (
     OSError,
     SyntaxError,
@@ -98,7 +97,6 @@ _DECODE_ERRORS = (
     EOFError,
     IndexError,
     TypeError,
-    RuntimeError,
     struct.error,
 )
 
@@ -482,7 +480,6 @@ def _thumbnail(img: Image.Image, size: int, orientation: int | None) -> Image.Im
         out.putalpha(alpha)
     if orientation in _UPRIGHT:
         out = out.transpose(_UPRIGHT[orientation])
-    out.info = {}  # nothing of the original's metadata (EXIF, GPS, XMP, its profile) is carried over
     return out
 
 
@@ -519,8 +516,9 @@ def _to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
 
 def _encode_thumbnail(img: Image.Image) -> bytes:
     out = io.BytesIO()
-    # No exif/icc/xmp passed on: the thumbnail must not carry GPS or the like.
-    img.save(out, THUMBNAIL_FORMAT, quality=THUMBNAIL_QUALITY, exif=b"", icc_profile=b"", xmp=b"")
+    # No exif/icc/xmp passed on (Pillow's WebP writer writes only those it is given): the thumbnail
+    # carries no GPS or the like, and no profile: it is sRGB, as an untagged image is shown.
+    img.save(out, THUMBNAIL_FORMAT, quality=THUMBNAIL_QUALITY)
     return out.getvalue()
 
 

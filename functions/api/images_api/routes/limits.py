@@ -18,7 +18,7 @@ class UploadLimits(BaseModel):
     mime_types: list[str] = Field(
         description="Accepted `mime_type` values. The S3 trigger judges the stored bytes, not names: the "
         "type declared must be the one the file's first bytes show (JPEG `FF D8 FF`, PNG, GIF87a/GIF89a, "
-        "RIFF....WEBP)"
+        "RIFF....WEBP; HEIF and AVIF by the brands of their `ftyp` box: image/heic or image/heif for HEIF)"
     )
     min_file_size: int = Field(description="Smallest `file_size`, bytes")
     max_file_size: int = Field(description="Largest `file_size`, bytes")
