@@ -8,7 +8,13 @@ small read: declared size, magic number, declared type, pixel count from the hea
 the number of scans and marker segments, counted over the whole file before libjpeg sees it, then a
 full decode (which is what notices truncation and corruption) under a CPU-time budget that grows with
 the pixel count, then the thumbnail. The budget is checked from the first read on, so it also bounds
-Pillow's header parsing, and every time the decoder pulls more bytes.
+Pillow's header parsing, and every time the decoder pulls more bytes. HEIF (pi-heif) and AVIF (Pillow's
+plugin) are ISO media files, told apart by their `ftyp` brands; their decoders read the whole file, then
+parse its header: the pixel cap is checked before they decode, and the pixel count bounds their work.
+
+Besides the size as stored, the facts are the size as shown (after the orientation), whether the EXIF
+carries GPS coordinates, a ThumbHash placeholder, and a thumbnail that is upright, in sRGB, and carries
+no metadata.
 """
 
 import base64
@@ -72,9 +78,10 @@ MAX_JPEG_SEGMENTS = 1000
 # CPU seconds one inspect() may spend reading and decoding: DECODE_CPU_SECONDS while Pillow parses headers,
 # plus DECODE_CPU_SECONDS_PER_MEGAPIXEL once the pixel count is known. Checked every time a parser or
 # decoder pulls bytes, so between pieces of _DECODE_PIECE bytes: it cannot cut a piece's work short (the
-# work after the last piece included), nor libwebp's, which decodes a whole file in one call (in time
-# that grows with its pixels only). Thread CPU time, not wall time: Lambda's 1024 MB share
-# (~0.58 vCPU) stretches wall time ~1.7x but not CPU time, and other threads' work does not count.
+# work after the last piece included), nor libwebp's, libavif's or libheif's, which decode a whole file
+# in one call (in time that grows with its pixels only; `make bench` has HEIC and AVIF figures). Thread
+# CPU time, not wall time: Lambda's 1024 MB share (~0.58 vCPU) stretches wall time ~1.7x but not CPU
+# time, and other threads' work does not count.
 # Measured here (AMD EPYC; thread CPU time from the start to the last read, best of 2) at 12 / 24 / 50 MP,
 # photo-like content: JPEG q95 progressive (2.7 to 11 MiB) 0.10 / 0.21 / 0.44 s; gradient PNG, Adam7,
 # RGBA 0.13 / 0.29 / 0.54 s; GIF 0.09 / 0.20 / 0.49 s; WebP under 0.01 s (then 0.2 to 0.9 s in libwebp).
@@ -90,15 +97,7 @@ _DECODE_PIECE = 4 * 1024
 _cpu_time: Callable[[], float] = time.thread_time  # a module global so that tests can fake it
 
 # What Pillow raises on malformed data, besides its own UnidentifiedImageError (an OSError).
-_DECODE_ERRORS = (
-    OSError,
-    SyntaxError,
-    ValueError,
-    EOFError,
-    IndexError,
-    TypeError,
-    struct.error,
-)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 # The placeholder: a ThumbHash (~25 bytes) of the thumbnail scaled to fit this box. The pure-Python
 # encoder's time grows with the pixels; a blur of 7 x 7 coefficients at most needs no more than this.
