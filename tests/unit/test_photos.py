@@ -3,6 +3,7 @@ transparency, display size, placeholders and GPS. HEIC files are made with pillo
 dev-only requirement), AVIF with Pillow's own; the functions decode HEIF with pi-heif."""
 
 import base64
+import contextlib
 import io
 import struct
 import subprocess
@@ -179,6 +180,21 @@ def test_a_heic_or_avif_claiming_too_many_pixels_is_refused_before_decoding(
     exc = reject(data, mime)
     assert exc.code == "too_many_pixels"
     assert loads == []  # no decoder ran
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_each_of_the_two_pixel_guards_alone_refuses_a_heic_or_avif_bomb(kind: str, monkeypatch) -> None:
+    """Ours (the size Pillow reports, checked before decoding) and Pillow's own (MAX_IMAGE_PIXELS at
+    our cap, its warning an error): either one is enough, so each is tested without the other."""
+    make, mime = FORMATS[kind]
+    # 64 MP: over the 50 MP cap, under Pillow's default limit (89 MP) when our guard does not set it.
+    data = with_ispe(make(Image.new("RGB", (64, 64), (90, 90, 90))), 8_000, 8_000)
+    with monkeypatch.context() as only_ours:
+        only_ours.setattr(inspection, "_pillow_guard", lambda max_pixels: contextlib.nullcontext())
+        assert reject(data, mime).code == "too_many_pixels"
+    with monkeypatch.context() as only_pillows:
+        only_pillows.setattr(inspection, "_check_pixels", lambda size, max_pixels: None)
+        assert reject(data, mime).code == "too_many_pixels"
 
 
 @pytest.mark.parametrize("kind", FORMATS)
