@@ -229,6 +229,61 @@ def test_truncation_is_caught_even_if_other_code_allows_truncated_heif_images(ki
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True
 
 
+# CPU budget
+
+
+@pytest.fixture
+def decode_charges(monkeypatch):
+    """A fake CPU clock that stands still, except that a decode (ImageFile.load, which both plugins
+    call once their decoder is done) charges the seconds set."""
+    clock = {"now": 0.0, "charge": 0.0}
+    monkeypatch.setattr(inspection, "_cpu_time", lambda: clock["now"])
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        clock["now"] += clock["charge"]
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return lambda seconds: clock.update(charge=seconds)
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_a_heic_or_avif_whose_decode_ran_out_of_cpu_time_is_too_complex(kind: str, decode_charges) -> None:
+    """Their decoders read the whole file before decoding: the budget judges the decode after it."""
+    make, mime = FORMATS[kind]
+    data = make(Image.new("RGB", (64, 64), (90, 90, 90)))
+    decode_charges(0.9)
+    assert run(data, mime).width == 64
+    decode_charges(1.1)
+    exc = reject(data, mime)
+    assert exc.code == "too_complex"
+    assert exc.message.startswith("the image takes too long to decode: more than the 1.0 seconds")
+
+
+@pytest.mark.parametrize("kind", FORMATS)
+def test_heic_and_avif_decode_on_the_thread_the_budget_counts(kind: str, monkeypatch) -> None:
+    from PIL import AvifImagePlugin
+
+    threads = []
+    real_decoder = AvifImagePlugin._avif.AvifDecoder
+
+    def avif_decoder(data, codec, max_threads):
+        threads.append(max_threads)
+        return real_decoder(data, codec, max_threads)
+
+    monkeypatch.setattr(AvifImagePlugin._avif, "AvifDecoder", avif_decoder)
+    make, mime = FORMATS[kind]
+    run(make(), mime)
+    if kind == "avif":
+        assert threads == [1]
+    else:
+        import pi_heif
+
+        assert pi_heif.options.DECODE_THREADS == 1
+    assert AvifImagePlugin.DEFAULT_MAX_THREADS == 0  # Pillow's own setting, restored
+
+
 # Orientation: display size and an upright thumbnail
 
 

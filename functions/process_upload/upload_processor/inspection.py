@@ -279,6 +279,9 @@ def _inspect(
                 img.draft("RGB", (thumbnail_size, thumbnail_size))
             img.decodermaxblock = _DECODE_PIECE
             img.load()  # a full decode is what notices truncated or damaged data
+            # libavif and libheif decode a whole file in one call, after their last read: the budget
+            # judges their work once it is done (they decode on this thread, see below).
+            budget.check()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             raise _too_many_pixels(max_pixels) from None
         except _DECODE_ERRORS:
@@ -318,7 +321,8 @@ def _register_heif() -> None:
     # thumbnails, depth and auxiliary images are never used: not parsed either.
     from pi_heif import register_heif_opener
 
-    register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+    # One decoding thread: the CPU budget counts this thread's time (and Lambda's 1024 MB is 0.58 vCPU).
+    register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
 
 
 def _sniff(head: bytes) -> str | None:
@@ -414,17 +418,21 @@ def _too_many_pixels(max_pixels: int) -> Rejected:
 def _pillow_guard(max_pixels: int) -> Iterator[None]:
     """Pillow's bomb guard at our limit, as an error, for this call only; its globals restored after.
 
-    Pillow only warns between MAX_IMAGE_PIXELS and twice that, so the warning is made an error. These are
-    process globals: fine in Lambda, which runs one event per process at a time.
+    Pillow only warns between MAX_IMAGE_PIXELS and twice that, so the warning is made an error. libavif
+    decodes on this thread only, so that the CPU budget (thread time) sees its work. These are process
+    globals: fine in Lambda, which runs one event per process at a time.
     """
-    saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    from PIL import AvifImagePlugin
+
+    saved = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES, AvifImagePlugin.DEFAULT_MAX_THREADS
     Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = max_pixels, False
+    AvifImagePlugin.DEFAULT_MAX_THREADS = 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     finally:
-        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = saved
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES, AvifImagePlugin.DEFAULT_MAX_THREADS = saved
 
 
 def _orientation(img: Image.Image) -> int | None:
