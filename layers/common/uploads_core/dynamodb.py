@@ -33,6 +33,8 @@ def with_timeouts(meta_class: type) -> None:
     meta_class.connect_timeout_seconds = _FromSettings(lambda s: s.aws_connect_timeout)
     meta_class.read_timeout_seconds = _FromSettings(lambda s: s.aws_read_timeout)
     meta_class.max_retry_attempts = _FromSettings(lambda s: s.aws_max_attempts - 1)  # after the first
+    # confirm-upload's concurrent writes each need a connection of their own.
+    meta_class.max_pool_connections = _FromSettings(lambda s: s.head_concurrency)
 
 
 def connection() -> Connection:

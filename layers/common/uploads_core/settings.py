@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     aws_default_region: str | None = None
     # Standard SDK override (moto, LocalStack, VPC endpoints): S3 must then be path-style.
     aws_endpoint_url: str | None = None
-    # How many HeadObject calls confirm-upload runs at once.
+    # How many HeadObject calls (and conditional writes) confirm-upload runs at once.
     head_concurrency: int = Field(default=32, ge=1, le=256)
     # How long confirm-upload waits for the S3 trigger's verdicts on objects already present.
     confirm_wait_seconds: float = Field(default=10, ge=0, le=10)
