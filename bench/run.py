@@ -4,6 +4,7 @@ Runs on a laptop against moto in-process (no AWS, no network). Prints one table;
 misses its target. Ratios, not absolute times, are what the targets hold: they travel between machines.
 """
 
+import base64
 import contextlib
 import io
 import json
@@ -26,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PATHS = ["layers/common", "functions/api", "functions/process_upload", "functions/cleanup", "local", "."]
 sys.path[:0] = [str(ROOT / p) for p in PATHS]
 
+# Lambda's Python runtime has no awscrt: botocore signs with its pure-Python signer there, and here.
+os.environ["BOTO_DISABLE_CRT"] = "true"
+
 import boto3  # noqa: E402
 import botocore.auth  # noqa: E402
 import botocore.client  # noqa: E402
@@ -36,7 +40,8 @@ from local_stack.template import create_resources, function_environment, load_te
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing-session-token",  # Lambda's role credentials always carry one
+    # Lambda's role credentials always carry a session token, ~1 KB of base64 (with + / = to escape).
+    "AWS_SESSION_TOKEN": base64.b64encode(b"".join(bytes([i % 251]) * 3 for i in range(256))).decode(),
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
@@ -126,14 +131,15 @@ def presign_rows() -> list[Row]:
         for patch in patches:
             patch.stop()
     signer = "CRT" if "botocore.crt.auth" in sys.modules else "pure-Python"
+    token = FAKE_AWS["AWS_SESSION_TOKEN"]
     return [
         Row(
-            f"presign one upload URL, µs/URL (batch of {BATCH})",
+            f"presign one upload URL, µs/URL (batch of {BATCH}, {len(token)}-char session token)",
             f"{t_ours:.1f}",
             f"{t_boto:.1f} (boto3, {signer} signer)",
             f"{t_boto / t_ours:.1f}x faster",
-            "≥ 10x faster",
-            t_boto / t_ours >= 10,
+            "≥ 35x faster",
+            t_boto / t_ours >= 35,
         ),
         Row(
             "same URLs as botocore (PUT and GET, frozen clock, session token)",
