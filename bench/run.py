@@ -274,9 +274,9 @@ def confirm_event(dataset_id: int, image_ids: list[int]) -> dict:
     return event
 
 
-def confirm_rows_against_moto_server(template: dict) -> list[Row]:
-    """In a fresh interpreter whose AWS is a moto server of its own process: moto's work (its CPU)
-    is then not on the measured process's GIL, as AWS's is not in Lambda."""
+@contextlib.contextmanager
+def moto_server(template: dict):
+    """A moto server process with the template's resources; yields the environment that points at it."""
     import socket
 
     with socket.socket() as sock:
@@ -288,15 +288,25 @@ def confirm_rows_against_moto_server(template: dict) -> list[Row]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        endpoint = f"http://127.0.0.1:{port}"
-        env = os.environ | FAKE_AWS | {"AWS_ENDPOINT_URL": endpoint}
+        env = FAKE_AWS | {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
         for _ in range(100):
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.1):
                 break
             time.sleep(0.1)
         with mock.patch.dict(os.environ, env):
             create_resources(template, boto3.client("dynamodb"), boto3.client("s3"))
-            env |= function_environment(template, "ApiFunction", parameters={"AuthMode": "open"})
+        yield env
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def confirm_rows_against_moto_server(template: dict) -> list[Row]:
+    """In a fresh interpreter whose AWS is a moto server of its own process: moto's work (its CPU)
+    is then not on the measured process's GIL, as AWS's is not in Lambda."""
+    with moto_server(template) as env:
+        api = function_environment(template, "ApiFunction", parameters={"AuthMode": "open"})
+        env = os.environ | env | api
         out = subprocess.run(  # noqa: S603 - our own interpreter and script
             [sys.executable, __file__, "confirm"],
             env=env | {"POWERTOOLS_LOG_LEVEL": "WARNING"},
@@ -304,9 +314,6 @@ def confirm_rows_against_moto_server(template: dict) -> list[Row]:
             text=True,
             check=True,
         )
-    finally:
-        server.terminate()
-        server.wait()
     return [Row(**row) for row in json.loads(out.stdout)]
 
 
@@ -542,6 +549,104 @@ def cold_import_rows(template: dict) -> list[Row]:
             )
         )
     return rows
+
+
+# Like Lambda: the `make build` artifact (with its bytecode), this machine's builds of its native
+# distributions first on the path (local/build_check.py), a moto server as AWS. function -> (reference
+# clients, reference first call, target).
+INIT = {
+    "ApiFunction": ("s3,dynamodb", "dynamodb.get_item", 1.5),
+    "ProcessUploadFunction": ("s3,dynamodb", "dynamodb.query", 1.3),
+    "CleanupFunction": ("dynamodb", "dynamodb.query", 1.3),
+}
+
+
+TRACE_ID = "Root=1-6745c0de-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
+
+
+def init_rows(template: dict) -> list[Row]:
+    import build_check
+
+    if not build_check.BUILD.exists():
+        return [
+            Row("init + first invocation from the build", "no .aws-sam/build", "", "", "make build", False)
+        ]
+    paths = build_check.artifact_paths(template, build_check.BUILD)
+    natives = build_check.host_natives(
+        build_check.native_distributions(p for ps in paths.values() for p in ps)
+    )
+    rows = []
+    with moto_server(template) as aws, tempfile.TemporaryDirectory() as tmp:
+        events = init_events(template, aws, Path(tmp))
+        for function, (services, call, target) in INIT.items():
+            handler = build_check.functions(template)[function].handler
+            path = [str(p) for p in natives + paths[function]]
+            base = aws | function_environment(template, function, parameters={"AuthMode": "open"})
+            base |= {
+                "AWS_LAMBDA_FUNCTION_NAME": function,
+                "ORPHAN_RECHECK_SECONDS": "0",
+                "PATH": os.environ["PATH"],
+            }
+            traced = base | {
+                "LAMBDA_TASK_ROOT": path[-len(paths[function])],
+                "_X_AMZN_TRACE_ID": TRACE_ID,
+                "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+            }
+
+            def run(args: list[str], env: dict[str, str], path: list[str] = path) -> dict[str, float]:
+                out = subprocess.run(  # noqa: S603 - our own interpreter and script
+                    [sys.executable, "-I", "-S", str(ROOT / "bench/child.py"), *args, *path],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                return json.loads(out.stdout.strip().splitlines()[-1])
+
+            ours_args = ["init", handler, str(events[function])]
+            ref_args = ["init-reference", services, call]
+            run(ours_args, base)  # warm the disk cache
+            for label, env in [("", base), (", Tracing: Active", traced)]:
+                runs = [(run(ours_args, env), run(ref_args, base)) for _ in range(3)]  # interleaved
+                ours = {k: statistics.median(r[0][k] for r in runs) * 1000 for k in runs[0][0]}
+                ref = {k: statistics.median(r[1][k] for r in runs) * 1000 for k in runs[0][1]}
+                total, ref_total = sum(ours.values()), sum(ref.values())
+                rows.append(
+                    Row(
+                        f"init + first invocation of {function}{label}, ms from the build",
+                        f"{total:.0f} (" + ", ".join(f"{k} {v:.0f}" for k, v in ours.items()) + ")",
+                        f"{ref_total:.0f} (boto3: " + ", ".join(f"{k} {v:.0f}" for k, v in ref.items()) + ")",
+                        f"{total / ref_total:.2f}x",
+                        f"≤ {target}x",
+                        total / ref_total <= target,
+                    )
+                )
+    return rows
+
+
+def init_events(template: dict, aws: dict[str, str], folder: Path) -> dict[str, Path]:
+    """A prepare-upload of one file; an S3 event of an object with no record (an orphan, removed);
+    the schedule's event."""
+    bucket = function_environment(template, "ProcessUploadFunction")["IMAGES_BUCKET"]
+    with mock.patch.dict(os.environ, aws):
+        version = boto3.client("s3").put_object(Bucket=bucket, Key="datasets/1/images/orphan.jpg", Body=b"x")
+    s3_event = json.loads((ROOT / "events/s3/object_created.json").read_text())
+    s3_event["Records"][0]["s3"]["bucket"]["name"] = bucket
+    s3_event["Records"][0]["s3"]["object"] |= {
+        "key": "datasets/1/images/orphan.jpg",
+        "size": 1,
+        "versionId": version["VersionId"],
+    }
+    events = {
+        "ApiFunction": prepare_event(1, 1),
+        "ProcessUploadFunction": s3_event,
+        "CleanupFunction": json.loads((ROOT / "events/schedule/scheduled_event.json").read_text()),
+    }
+    files = {}
+    for function, event in events.items():
+        files[function] = folder / f"{function}.json"
+        files[function].write_text(json.dumps(event))
+    return files
 
 
 def rss_rows() -> list[Row]:
