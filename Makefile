@@ -117,7 +117,7 @@ browser-deps:
 
 # Hot-path speed and memory against moto, each next to a reference from the same run (BENCHMARKS.md).
 .PHONY: bench
-bench: install
+bench: build
 	$(PY) bench/run.py
 
 clean:

@@ -713,7 +713,7 @@ def main() -> int:
         rows += presign_rows()
         rows += prepare_rows()
         rows += list_rows()
-    rows += cold_import_rows(template)
+    rows += init_rows(template)
     rows += bytes_read_rows()
     rows += rss_rows()
     print(f"Machine: {machine}\n")

@@ -3,9 +3,14 @@ settings, read when pynamodb first opens its connection (the first call), never 
 
 from collections.abc import Callable
 
+import pynamodb.connection.base
 from pynamodb.connection import Connection
 
+from uploads_core import aws
 from uploads_core.settings import Settings, get_settings
+
+# pynamodb takes no session argument: each Connection calls this module's get_session.
+pynamodb.connection.base.get_session = aws.session
 
 
 class _FromSettings:
