@@ -4,6 +4,8 @@ child.py import MODULE       seconds to import MODULE ("boto3-s3": import boto3 
 child.py rss thumbnail FILE  peak RSS (VmHWM, Linux) growth in KiB, after imports and reading FILE,
                              of the processor's inspect() (checks and thumbnail) of the JPEG FILE
 child.py rss decode FILE     the same for Pillow's full decode of FILE
+child.py peak FILE MIME     JSON: the process's peak RSS (VmHWM, MiB, everything the trigger holds:
+                             interpreter, imports, the object's bytes) and CPU seconds of inspect()
 child.py init HANDLER EVENT PATH...     JSON of the seconds a Lambda init and first invocation take:
                              import of HANDLER (module.function), then one call with the JSON EVENT
                              file; only the PATHs (a built artifact and its layers) on sys.path
@@ -43,6 +45,21 @@ def peak_rss_growth_kib(case: str, path: str) -> int:
     else:
         Image.open(io.BytesIO(data)).load()
     return peak_rss_kib() - before
+
+
+def inspect_peak(path: str, mime: str) -> dict[str, float]:
+    import io
+
+    from upload_processor import inspection
+
+    data = open(path, "rb").read()  # noqa: SIM115 - read once, as the trigger streams it into memory
+    cpu = time.process_time()
+    try:
+        inspection.inspect(io.BytesIO(data), size=len(data), declared_mime=mime, declared_size=len(data))
+        verdict = "accepted"
+    except inspection.Rejected as exc:
+        verdict = exc.code
+    return {"rss_mib": peak_rss_kib() / 1024, "cpu_s": time.process_time() - cpu, "verdict": verdict}
 
 
 def peak_rss_kib() -> int:
@@ -111,6 +128,10 @@ if __name__ == "__main__":
         sys.path[:0] = sys.argv[4:]
         measure = init_seconds if sys.argv[1] == "init" else init_reference_seconds
         print(json.dumps(measure(sys.argv[2], sys.argv[3])))
+    elif sys.argv[1] == "peak":
+        import json
+
+        print(json.dumps(inspect_peak(sys.argv[2], sys.argv[3])))
     elif sys.argv[1] == "import":
         print(import_seconds(sys.argv[2]))
     else:
