@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     aws_connect_timeout: float = Field(default=2, gt=0)
     aws_read_timeout: float = Field(default=5, gt=0)
     aws_max_attempts: int = Field(default=3, ge=1, le=10)
+    # Largest upload (the template's MaxUploadBytes): prepare-upload signs no larger Content-Length, GET
+    # /limits publishes it. At most 20 MiB: `make bench` shows the trigger's memory and time there.
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=20 * 1024 * 1024)
     # S3 trigger: images with more pixels are rejected (decompression bombs).
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     # S3 trigger: how long to wait for a just-written record to reach the s3-key index
