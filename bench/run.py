@@ -683,6 +683,92 @@ def rss_rows() -> list[Row]:
     ]
 
 
+def trigger_limits(template: dict) -> tuple[int, int, int]:
+    """(MemorySize MB, Timeout s, MaxUploadBytes' largest value) of the S3 trigger, from the template."""
+    props = template["Resources"]["ProcessUploadFunction"]["Properties"]
+    return props["MemorySize"], props["Timeout"], template["Parameters"]["MaxUploadBytes"]["MaxValue"]
+
+
+def _smooth(megapixels: int):
+    """Smooth gradients: they compress small (as a clean photo's sky does), and decode as any other."""
+    from PIL import Image
+
+    width = int((megapixels * 1e6 * 3 / 2) ** 0.5)
+    gradient = Image.linear_gradient("L").resize((width, int(megapixels * 1e6 / width)))
+    return Image.merge(
+        "RGB",
+        (
+            gradient,
+            gradient.transpose(Image.Transpose.ROTATE_180),
+            gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+        ),
+    )
+
+
+def _noisy(megapixels: int):
+    """Noise: the most bytes per pixel an encoder writes, so the largest files for a pixel count."""
+    from PIL import Image
+
+    width = int((megapixels * 1e6 * 3 / 2) ** 0.5)
+    size = (width, int(megapixels * 1e6 / width))
+    return Image.merge("RGB", [Image.effect_noise(size, 80) for _ in range(3)])
+
+
+SAVE = {"JPEG": {"quality": 85}, "PNG": {"compress_level": 1}, "WEBP": {"quality": 80, "method": 0}}
+MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+
+
+def format_rows(template: dict) -> list[Row]:
+    """Peak RSS and CPU of the trigger's inspect() per format and size, in a fresh interpreter each."""
+    memory, timeout, max_upload = trigger_limits(template)
+    vcpu = memory / 1769  # Lambda's CPU share: one full vCPU at 1,769 MB
+    cases = [
+        (f"{mp} MP {fmt}", lambda mp=mp: _smooth(mp), fmt, SAVE[fmt]) for fmt in SAVE for mp in (12, 24, 50)
+    ]
+    # At MaxUploadBytes' largest value: noise as JPEG (pixels up to the 50 MP cap) and PNG.
+    cases += [
+        (f"{max_upload / KIB / KIB:.0f} MiB JPEG (50 MP noise)", lambda: _noisy(50), "JPEG", {"quality": 40}),
+        (f"{max_upload / KIB / KIB:.0f} MiB PNG (noise)", lambda: _noisy(6), "PNG", {"compress_level": 1}),
+    ]
+    rows = []
+    paths = ["layers/common", "functions/process_upload"]
+    with tempfile.TemporaryDirectory() as folder:
+        for name, make, fmt, options in cases:
+            path = os.path.join(folder, "image")
+            image = make()
+            image.save(path, fmt, **options)
+            del image
+            size = os.path.getsize(path)
+            if "MiB" in name:  # exactly the limit: pad after the image's end (decoders ignore it)
+                assert size <= max_upload, (name, size)
+                with open(path, "ab") as fh:
+                    fh.write(bytes(max_upload - size))
+                size = max_upload
+            full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+            full_env["PYTHONPATH"] = os.pathsep.join(str(ROOT / p) for p in paths)
+            out = subprocess.run(  # noqa: S603 - our own interpreter and script
+                [sys.executable, str(ROOT / "bench/child.py"), "peak", path, MIME[fmt]],
+                env=full_env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            peak = json.loads(out.stdout.strip().splitlines()[-1])
+            lambda_seconds = peak["cpu_s"] / vcpu
+            rows.append(
+                Row(
+                    f"trigger peak RSS, {name} ({size / KIB / KIB:.1f} MiB, {peak['verdict']}), MiB;"
+                    f" CPU s (at {memory} MB ≈ {vcpu:.2f} vCPU)",
+                    f"{peak['rss_mib']:.0f}; {peak['cpu_s']:.2f} s (≈ {lambda_seconds:.1f} s)",
+                    f"{memory} MB; Timeout {timeout} s",
+                    f"{peak['rss_mib'] / memory:.0%}",
+                    "≤ 50 %, ≤ Timeout/4",
+                    peak["rss_mib"] <= memory / 2 and lambda_seconds <= timeout / 4,
+                )
+            )
+    return rows
+
+
 # --- table ------------------------------------------------------------------------------------------
 
 
@@ -716,6 +802,7 @@ def main() -> int:
     rows += init_rows(template)
     rows += bytes_read_rows()
     rows += rss_rows()
+    rows += format_rows(template)
     print(f"Machine: {machine}\n")
     print_table(rows)
     return 1 if any(r.ok is False for r in rows) else 0
