@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -769,6 +770,82 @@ def format_rows(template: dict) -> list[Row]:
     return rows
 
 
+# --- the bulk CLI end to end ------------------------------------------------------------------------
+
+
+def cli_rows(n: int = 300) -> list[Row]:
+    """`python -m image_uploads_cli upload` of n small distinct JPEGs through the local stack (`make
+    run`: its verifying S3 front, the trigger run on each event), from the CLI's start to its summary."""
+    import socket
+
+    from PIL import Image
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "IMAGES_"))}
+    api_port, aws_port = free_port(), free_port()
+    stack = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "local_stack", "--api-port", str(api_port), "--aws-port", str(aws_port)],
+        cwd=ROOT,
+        env=env | {"PYTHONPATH": os.pathsep.join([str(ROOT / "local"), str(ROOT / "ops")])},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        for line in stack.stdout:
+            if line.startswith("local_stack ready:"):
+                break
+        else:
+            raise RuntimeError("the local stack did not start")
+        # Keep its pipe drained: a full pipe would block the functions' log writes.
+        threading.Thread(target=lambda: [None for _ in stack.stdout], daemon=True).start()
+        with tempfile.TemporaryDirectory() as folder:
+            for i in range(n):
+                Image.new("RGB", (64, 48), (i % 256, i // 256 * 40, 90)).save(
+                    f"{folder}/car{i}.jpg", quality=90
+                )
+            cli_env = env | {
+                "PYTHONPATH": str(ROOT / "cli"),
+                "IMAGE_UPLOADS_API": f"http://127.0.0.1:{api_port}",
+            }
+            start = time.perf_counter()
+            result = subprocess.run(  # noqa: S603 - our own interpreter and module
+                [
+                    sys.executable,
+                    "-m",
+                    "image_uploads_cli",
+                    "upload",
+                    folder,
+                    "--dataset",
+                    "1",
+                    "--no-progress",
+                ],
+                env=cli_env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            elapsed = time.perf_counter() - start
+    finally:
+        stack.terminate()
+        stack.wait(timeout=30)
+    summary = result.stdout.strip().splitlines()[-1:] or [result.stderr.strip()[-200:]]
+    return [
+        Row(
+            f"bulk CLI upload of {n} small JPEGs through the local stack, images/s (start to summary)",
+            f"{n / elapsed:.1f} ({elapsed:.1f} s)",
+            summary[0][:80],
+            "",
+            "report; all uploaded",
+            None if result.returncode == 0 else False,
+        )
+    ]
+
+
 # --- table ------------------------------------------------------------------------------------------
 
 
@@ -803,6 +880,7 @@ def main() -> int:
     rows += bytes_read_rows()
     rows += rss_rows()
     rows += format_rows(template)
+    rows += cli_rows()
     print(f"Machine: {machine}\n")
     print_table(rows)
     return 1 if any(r.ok is False for r in rows) else 0
