@@ -1,7 +1,8 @@
 """`make bench`: the hot paths' speed and memory, each next to a reference measured in the same run.
 
-Runs on a laptop against moto in-process (no AWS, no network). Prints one table; exits 1 when a row
-misses its target. Ratios, not absolute times, are what the targets hold: they travel between machines.
+Runs on a laptop against moto, in-process or as a server process (no AWS, no network). Prints one
+table; exits 1 when a row misses its target. Ratios, not absolute times, are what the targets hold:
+they travel between machines.
 """
 
 import base64
@@ -521,35 +522,6 @@ def child(args: list[str], pythonpath: list[str], env: dict[str, str]) -> float:
         check=True,
     )
     return float(out.stdout.strip().splitlines()[-1])
-
-
-def cold_import_rows(template: dict) -> list[Row]:
-    # Like Lambda: only the layer and the function's code on the path, its environment, a Lambda name
-    # (Powertools' Tracer then really loads the X-Ray SDK).
-    def env(function: str) -> dict[str, str]:
-        return FAKE_AWS | function_environment(template, function) | {"AWS_LAMBDA_FUNCTION_NAME": function}
-
-    def reference() -> float:
-        return child(["import", "boto3-s3"], ["layers/common"], env("ApiFunction"))
-
-    rows = []
-    for function, (code_dir, module) in FUNCTIONS.items():
-        paths = ["layers/common", code_dir]
-        child(["import", module], paths, env(function))  # warm the disk cache and .pyc files
-        runs = [(child(["import", module], paths, env(function)), reference()) for _ in range(5)]
-        ours = statistics.median(r[0] for r in runs) * 1000
-        boto = statistics.median(r[1] for r in runs) * 1000
-        rows.append(
-            Row(
-                f"cold import of {module}, ms",
-                f"{ours:.0f}",
-                f"{boto:.0f} (import boto3 + client('s3'))",
-                f"{ours / boto:.2f}x",
-                "≤ 1.5x",
-                ours / boto <= 1.5,
-            )
-        )
-    return rows
 
 
 # Like Lambda: the `make build` artifact (with its bytecode), this machine's builds of its native
