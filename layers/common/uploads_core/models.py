@@ -72,7 +72,12 @@ class ImageStatus(StrEnum):
 
 class FileToUpload(BaseModel):
     filename: str = Field(min_length=1, max_length=MAX_FILENAME_LENGTH, examples=["car1.jpg"])
-    file_size: JsonInt = Field(ge=MIN_FILE_SIZE, examples=[1024000])
+    # The maximum is a deployment parameter: the schema reads it when it is generated (GET /openapi.json).
+    file_size: JsonInt = Field(
+        ge=MIN_FILE_SIZE,
+        examples=[1024000],
+        json_schema_extra=lambda schema: schema.update(maximum=get_settings().max_upload_bytes),
+    )
     mime_type: MimeType = Field(examples=["image/jpeg"])
 
     @field_validator("file_size")
