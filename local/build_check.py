@@ -17,6 +17,7 @@ Usage: python local/build_check.py   (after `sam build`; `make import-check` run
 """
 
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import shutil
@@ -57,6 +58,20 @@ def check_native_extensions(build: Path) -> list[str]:
             problems.append(f"{path.relative_to(build)}: built for another CPython than 3.13")
     print(f"native extensions checked: {len(extensions)} (aarch64, CPython 3.13)")
     return problems
+
+
+def check_bytecode(build: Path) -> list[str]:
+    """Every module of the build ships its bytecode, hash-based and unchecked (a .pyc whose flags say
+    so): Lambda cannot write __pycache__, and the zip's timestamps must not make it stale."""
+    problems = []
+    sources = sorted(build.rglob("*.py"))
+    for source in sources:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        flags = int.from_bytes(cached.read_bytes()[4:8], "little") if cached.exists() else None
+        if flags != 0b01:  # bit 0: hash-based; bit 1 (check_source) clear
+            problems.append(f"{source.relative_to(build)}: no unchecked-hash bytecode (run `make build`)")
+    print(f"bytecode checked: {len(sources)} modules")
+    return problems[:20]
 
 
 def artifact_paths(template: dict, build: Path) -> dict[str, list[Path]]:
@@ -166,7 +181,7 @@ def main() -> int:
         print("run `sam build` first", file=sys.stderr)
         return 2
     template = load_template()
-    problems = check_native_extensions(BUILD)
+    problems = check_native_extensions(BUILD) + check_bytecode(BUILD)
     if platform.machine() in ("aarch64", "arm64"):
         problems += import_handlers(template, BUILD)
     else:

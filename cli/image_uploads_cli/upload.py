@@ -235,21 +235,24 @@ class Uploader:
     # -- verdicts and confirm ------------------------------------------------------------------
 
     def _verdicts(self, sent: list[_Slot]) -> list[Outcome]:
-        """Waits for the S3 trigger to judge the batch, then confirms it.
+        """Confirms the batch, which waits (bounded) for the S3 trigger's verdicts on it.
 
         Only the trigger's verdict makes an image `uploaded` (confirm marks absent objects `error`
-        and counts the verified ones): waiting first lets the summary tell what it decided.
+        and counts the verified ones): the summary tells what it decided.
         """
         self._phase("checking")
         ids = {s.image_id for s in sent}
-        pending = set(ids)
         deadline = time.monotonic() + self.wait
-        while pending:
-            pending &= {i["id"] for i in self.api.images(self.dataset, status="uploading")}
-            if not pending or time.monotonic() > deadline:
+        # confirm-upload says how many verdicts it still waits for: asked again at most once a second,
+        # with no listing per poll (those competed with the trigger for the API).
+        while True:
+            waiting = self.api.confirm(self.dataset, sorted(ids)).get("pending_count", 0)
+            if not waiting or time.monotonic() >= deadline:
                 break
-            time.sleep(0.25)
-        self.api.confirm(self.dataset, sorted(ids))
+            time.sleep(1.0)
+        pending = (
+            ids & {i["id"] for i in self.api.images(self.dataset, status="uploading")} if waiting else set()
+        )
         errors = {i["id"]: i for i in self.api.images(self.dataset, status="error") if i["id"] in ids}
         late = {image_id: self.api.get(image_id) for image_id in pending if image_id not in errors}
         return [self._outcome(s, errors.get(s.image_id) or late.get(s.image_id)) for s in sent]

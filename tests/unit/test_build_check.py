@@ -106,3 +106,21 @@ def test_modules_a_function_imports_only_when_needed_are_imported_too(tmp_path):
     (info / "top_level.txt").write_text("")
     problems = build_check.import_handlers(template, tmp_path, lambda paths: [venv])
     assert not [p for p in problems if p.startswith("ProcessUploadFunction:")]
+
+
+def test_every_module_must_ship_unchecked_hash_bytecode(tmp_path):
+    import compileall
+    import py_compile
+
+    for name in ("shipped", "timestamped", "missing"):
+        (tmp_path / "pkg").mkdir(exist_ok=True)
+        (tmp_path / "pkg" / f"{name}.py").write_text("x = 1\n")
+    unchecked = py_compile.PycInvalidationMode.UNCHECKED_HASH
+    py_compile.compile(str(tmp_path / "pkg" / "shipped.py"), invalidation_mode=unchecked)
+    py_compile.compile(str(tmp_path / "pkg" / "timestamped.py"))
+
+    problems = build_check.check_bytecode(tmp_path)
+
+    assert sorted(p.split(":")[0] for p in problems) == ["pkg/missing.py", "pkg/timestamped.py"]
+    compileall.compile_dir(tmp_path, quiet=1, invalidation_mode=unchecked, force=True)
+    assert build_check.check_bytecode(tmp_path) == []

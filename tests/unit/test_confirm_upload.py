@@ -239,3 +239,41 @@ def test_confirm_validates_its_body(api):
         reply = api.call("confirm_upload", body=body)
         assert reply.status == 422, body
         assert reply.json["detail"][0]["loc"] == loc
+
+
+def test_missing_objects_cost_one_head_and_one_conditional_write_each(api, aws_calls):
+    tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg") for i in range(150)]).json["uploads"]
+    aws_calls.clear()
+
+    reply = api.confirm(1, [t["image_id"] for t in tickets])
+
+    assert (reply.json["updated_count"], reply.json["pending_count"]) == (0, 0)
+    assert dict(aws_calls) == {
+        ("dynamodb", "BatchGetItem"): 2,
+        ("s3", "HeadObject"): 150,
+        ("dynamodb", "UpdateItem"): 150,
+    }
+    assert {status_of(api, t)["status"] for t in tickets} == {"error"}
+
+
+def test_a_verdict_after_the_head_wins_over_missing_for_that_image_only(
+    api, processor, aws_calls, monkeypatch
+):
+    data = sample_images.jpeg()
+    tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg", len(data)) for i in range(3)]).json["uploads"]
+    late = tickets[1]
+    original = images_bucket.head_many
+
+    def head_then_upload(keys):
+        found = original(keys)  # nothing there yet...
+        processor.deliver(processor.put(late["s3_key"], data))  # ...then one PUT and its verdict
+        aws_calls.clear()
+        return found
+
+    monkeypatch.setattr(images_bucket, "head_many", head_then_upload)
+    reply = api.confirm(1, [t["image_id"] for t in tickets])
+
+    # Three conditional writes, one refused; then one consistent read of the refused record.
+    assert dict(aws_calls) == {("dynamodb", "UpdateItem"): 3, ("dynamodb", "BatchGetItem"): 1}
+    assert reply.json["updated_count"] == 1
+    assert [status_of(api, t)["status"] for t in tickets] == ["error", "uploaded", "error"]

@@ -681,3 +681,21 @@ def test_big_photos_decode_well_within_the_real_budget(fmt: str, params: dict) -
     data = encode(picture((6000, 4000)), fmt, **params)  # 24 MP
     result = run(data, inspection.MIME_TYPES[fmt])
     assert (result.width, result.height) == (6000, 4000)
+
+
+def test_webp_has_a_pixel_cap_of_its_own_under_the_general_one(monkeypatch) -> None:
+    # libwebp through Pillow holds ~16 bytes a pixel: WebP stops lower than the other formats.
+    monkeypatch.setattr(inspection, "MAX_WEBP_PIXELS", 60_000)
+    data = encode(picture((300, 200)), "WEBP")
+    assert run(data, "image/webp", max_pixels=1_000_000).width == 300
+    exc = reject(encode(picture((301, 200)), "WEBP"), "image/webp", max_pixels=1_000_000)
+    assert exc.code == "too_many_pixels"
+    assert exc.bytes_read <= 64 * KIB
+    assert run(encode(picture((301, 200)), "PNG"), "image/png", max_pixels=1_000_000).width == 301
+
+
+def test_a_webp_over_the_webp_cap_is_rejected_from_its_header() -> None:
+    assert inspection.MAX_WEBP_PIXELS < 50_000_000
+    exc = reject(webp_bomb(vp8x(8_000, 6_000)), "image/webp")  # 48 MP: under the general 50 MP
+    assert exc.code == "too_many_pixels"
+    assert 0 < exc.bytes_read <= 64 * KIB

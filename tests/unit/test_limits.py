@@ -12,8 +12,10 @@ from image_uploads_cli.api import Api as CliApi
 from image_uploads_cli.api import ApiError
 from image_uploads_cli.scan import Limits, sniff
 from image_uploads_cli.upload import plan_upload
+from local_stack.template import load_template
 from tests import sample_images
 from uploads_core import models
+from uploads_core.settings import Settings, get_settings
 
 ROOT = Path(__file__).parents[2]
 
@@ -54,7 +56,7 @@ def test_limits_are_the_constants_the_models_enforce(api):
         "max_skip": 10000,
     }
     assert reply.json["mime_types"] == list(models.ALLOWED_MIME_TYPES)
-    assert reply.json["max_file_size"] == models.MAX_FILE_SIZE
+    assert reply.json["max_file_size"] == get_settings().max_upload_bytes
     assert reply.headers["cache-control"] == "public, max-age=300"
 
 
@@ -85,10 +87,32 @@ def test_limits_need_no_token_with_auth_mode_jwt(auth):
 
 
 def test_limits_are_read_from_the_models_at_each_request(api, monkeypatch):
-    monkeypatch.setattr(models, "MAX_FILE_SIZE", 2048)
     monkeypatch.setattr(models, "ALLOWED_MIME_TYPES", ("image/png",))
     rules = get_limits(api).json
-    assert (rules["max_file_size"], rules["mime_types"]) == (2048, ["image/png"])
+    assert rules["mime_types"] == ["image/png"]
+
+
+def test_the_max_upload_bytes_parameter_is_published_and_enforced(api, monkeypatch):
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "2048")
+    get_settings.cache_clear()
+    try:
+        assert get_limits(api).json["max_file_size"] == 2048
+        file = {"filename": "a.png", "mime_type": "image/png"}
+        assert api.prepare(1, [{**file, "file_size": 2048}]).status == 200
+        refused = api.prepare(1, [{**file, "file_size": 2049}])
+        assert refused.status == 422
+        assert refused.json["detail"][0]["loc"] == ["body", "files", 0, "file_size"]
+    finally:
+        monkeypatch.delenv("MAX_UPLOAD_BYTES")
+        get_settings.cache_clear()
+
+
+def test_the_template_default_is_10_mib_and_its_maximum_is_what_the_settings_allow():
+    parameter = load_template()["Parameters"]["MaxUploadBytes"]
+    assert (parameter["Default"], parameter["MaxValue"]) == (10 * 1024 * 1024, 20 * 1024 * 1024)
+    field = Settings.model_fields["max_upload_bytes"]
+    assert field.default == parameter["Default"]
+    assert any(getattr(m, "le", None) == parameter["MaxValue"] for m in field.metadata)
 
 
 # --- The CLI: its rules are the API's answer, whatever it says ----------------------------------------
@@ -132,7 +156,8 @@ def write(folder: Path, files: dict[str, bytes]) -> Path:
 def test_the_cli_judges_files_by_the_apis_rules_and_their_bytes(cli_api, monkeypatch, tmp_path):
     # Another deployment's rules: only JPEG and PNG, 4 KiB at most. The CLI has no copy of its own.
     monkeypatch.setattr(models, "ALLOWED_MIME_TYPES", ("image/jpeg", "image/png"))
-    monkeypatch.setattr(models, "MAX_FILE_SIZE", 4096)
+    monkeypatch.setenv("MAX_UPLOAD_BYTES", "4096")
+    get_settings.cache_clear()
     folder = write(
         tmp_path,
         {

@@ -15,6 +15,8 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ParamValidationError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from uploads_core import presign
 from uploads_core.presign import Presigner
@@ -261,3 +263,41 @@ def test_urls_of_one_object_version_are_botocores_byte_for_byte(frozen, endpoint
             )
             assert presigner.get(key, 600, version_id=version_id) == reference
             assert "versionId=" in reference
+
+
+_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=-_.~%&"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    token=st.one_of(st.none(), st.text(_TOKEN_CHARS, min_size=1, max_size=1200)),
+    requests=st.lists(
+        st.tuples(
+            st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=200),
+            st.sampled_from([1, 60, 3600, 604800]),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_any_key_and_token_give_botocores_url(frozen, token, requests):
+    # Several URLs of one second: the query formatted for one expiry and method is reused only for them.
+    session = boto3.Session(
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        aws_session_token=token,
+        region_name="eu-west-1",
+    )
+    client = session.client("s3", config=Config(signature_version="s3v4"))
+    presigner = Presigner(client, "images-bucket-123")
+    for key, expires, put in requests:
+        if put:
+            ours = presigner.put(key, "image/jpeg", 1024, expires)
+            theirs = reference_put(client, "images-bucket-123", key, "image/jpeg", 1024, expires)
+        else:
+            ours, theirs = (
+                presigner.get(key, expires),
+                reference_get(client, "images-bucket-123", key, expires),
+            )
+        assert ours == theirs

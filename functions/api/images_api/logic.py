@@ -88,14 +88,19 @@ def confirm_upload(caller: Caller, dataset_id: int, image_ids: list[int]) -> Con
     unverified = [i for i in images.values() if i.status != ImageStatus.UPLOADED]
     found = images_bucket.head_many(i.s3_key for i in unverified)
     waiting: dict[int, str | None] = {}  # image id -> the version present, not judged yet
+    missing = []
     for image in unverified:
         info = found[image.s3_key]
         if info is not None and info.version_id != image.object_version:
             waiting[image.id] = info.version_id
         elif info is None and image.status == ImageStatus.UPLOADING:
-            # Conditional: a verdict written since the HEAD wins over "missing"; then count that one.
-            marked = images_table.mark_missing(image, _MISSING)
-            images[image.id] = marked or images_table.get(image.id, consistent=True) or image
+            missing.append(image)
+    # Conditional: a verdict written since the HEAD wins over "missing"; then count that one.
+    marked = {i.id: i for i in images_table.mark_missing(missing, _MISSING)}
+    images.update(marked)
+    refused = [i.id for i in missing if i.id not in marked]
+    if refused:
+        images.update({i.id: i for i in images_table.get_many(refused, consistent=True)})
     deadline = time.monotonic() + get_settings().confirm_wait_seconds
     while waiting and time.monotonic() < deadline:
         time.sleep(min(_VERDICT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))

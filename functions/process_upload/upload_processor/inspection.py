@@ -58,6 +58,10 @@ _HEIF_BRANDS = frozenset(
 # alpha, and it is smaller than JPEG at the same quality; every browser that can upload here shows it.
 THUMBNAIL_FORMAT, THUMBNAIL_MIME, THUMBNAIL_QUALITY = "WEBP", "image/webp", 80
 
+# Pillow decodes WebP whole, through libwebp's animation decoder: its canvases, the frame's bytes and
+# the image hold ~16 bytes a pixel at once (a 50 MP WebP peaks at ~790 MiB, and no scaled decode is
+# exposed). This cap keeps the trigger's peak under half its 1024 MB (`make bench`: 24 MP ≈ 390 MiB).
+MAX_WEBP_PIXELS = 24_000_000
 _SNIFF_BYTES = 64  # enough for every magic number, the WebP canvas size and an `ftyp` box's brands
 _MIN_CHUNK = 16 * 1024  # first pull from the source: rejecting junk or a bomb reads no more than this
 _MAX_CHUNK = 1024 * 1024  # read-ahead doubles up to this, so a big upload is a few dozen source reads
@@ -263,7 +267,7 @@ def _inspect(
         webp_size = _webp_size(head)
         if webp_size is None:
             raise _corrupt(fmt)
-        _check_pixels(webp_size, max_pixels)
+        _check_pixels(webp_size, min(max_pixels, MAX_WEBP_PIXELS))
 
     with _pillow_guard(max_pixels):
         try:

@@ -3,9 +3,14 @@ settings, read when pynamodb first opens its connection (the first call), never 
 
 from collections.abc import Callable
 
+import pynamodb.connection.base
 from pynamodb.connection import Connection
 
+from uploads_core import aws
 from uploads_core.settings import Settings, get_settings
+
+# pynamodb takes no session argument: each Connection calls this module's get_session.
+pynamodb.connection.base.get_session = aws.session
 
 
 class _FromSettings:
@@ -33,6 +38,8 @@ def with_timeouts(meta_class: type) -> None:
     meta_class.connect_timeout_seconds = _FromSettings(lambda s: s.aws_connect_timeout)
     meta_class.read_timeout_seconds = _FromSettings(lambda s: s.aws_read_timeout)
     meta_class.max_retry_attempts = _FromSettings(lambda s: s.aws_max_attempts - 1)  # after the first
+    # confirm-upload's concurrent writes each need a connection of their own.
+    meta_class.max_pool_connections = _FromSettings(lambda s: s.head_concurrency)
 
 
 def connection() -> Connection:

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import BinaryIO
 
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from uploads_core import aws
 from uploads_core.presign import Presigner
 from uploads_core.settings import get_settings
 
@@ -49,7 +49,7 @@ def _s3():
         retries={"mode": "standard", "total_max_attempts": settings.aws_max_attempts},
     )
     # botocore directly: boto3 would also import s3transfer (~100 ms of cold start) for nothing.
-    return botocore.session.get_session().create_client("s3", region_name=settings.region, config=config)
+    return aws.session().create_client("s3", region_name=settings.region, config=config)
 
 
 def _bucket() -> str:
@@ -102,6 +102,7 @@ def head_many(s3_keys: Iterable[str]) -> dict[str, ObjectInfo | None]:
     keys = list(dict.fromkeys(s3_keys))
     if not keys:
         return {}
+    _s3()  # created here, not by several pool threads at once
     workers = min(len(keys), get_settings().head_concurrency)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(zip(keys, pool.map(head, keys), strict=True))

@@ -5,6 +5,7 @@ sees pynamodb or DynamoDB.
 """
 
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from pynamodb.attributes import BooleanAttribute, MapAttribute, NumberAttribute, UnicodeAttribute
@@ -14,6 +15,7 @@ from pynamodb.models import Model
 
 from uploads_core import dynamodb, lifecycle
 from uploads_core.models import ErrorReason, Image, ImageStatus, format_utc, utc_now
+from uploads_core.settings import get_settings
 
 # Reserved key of the id counter item, kept in the images table itself (ids start at 1).
 _COUNTER_ID = 0
@@ -244,10 +246,27 @@ def update(image: Image, changes: dict, now: datetime | None = None) -> Image | 
     return _conditional_update(image, changes, ImageRecord.status == str(image.status), now)
 
 
-def mark_missing(image: Image, reason: ErrorReason, now: datetime | None = None) -> Image | None:
-    """confirm-upload found no object: `error`, unless the S3 trigger judged a version meanwhile."""
+def mark_missing(images: Sequence[Image], reason: ErrorReason, now: datetime | None = None) -> list[Image]:
+    """confirm-upload found no object: `error`, each only if still `uploading` (the S3 trigger may have
+    judged a version meanwhile). Returns the images marked; the others were left as they were.
+
+    One conditional UpdateItem per record, run concurrently (settings.head_concurrency at once).
+    Not batched: PartiQL's BatchExecuteStatement cannot SET and REMOVE (the uploading index key) in
+    one statement under moto, which also treats its WHERE as a filter and never reports a failed
+    condition; TransactWriteItems is all or nothing, blocks the trigger's writes while it runs, and
+    moto deep-copies the whole table for each of its items (5 s per call of 100 on 1,000 records).
+    """
     changes = {"status": ImageStatus.ERROR, "error_reason": reason}
-    return _conditional_update(image, changes, ImageRecord.status == str(ImageStatus.UPLOADING), now)
+    condition = ImageRecord.status == str(ImageStatus.UPLOADING)
+    now = now or utc_now()
+    if not images:
+        return []
+
+    def mark(image: Image) -> Image | None:
+        return _conditional_update(image, changes, condition, now)
+
+    with ThreadPoolExecutor(max_workers=min(len(images), get_settings().head_concurrency)) as pool:
+        return [image for image in pool.map(mark, images) if image is not None]
 
 
 def record_verdict(image: Image, changes: dict, sequencer: str, now: datetime | None = None) -> Image | None:

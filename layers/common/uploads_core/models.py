@@ -4,7 +4,18 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Self, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from uploads_core.settings import get_settings
 
 # The upload rules, written here only: the models below enforce them, `GET /limits` publishes them, and
 # the CLI and the upload page read them from there. No SVG: it carries script.
@@ -14,7 +25,7 @@ MimeType = Literal[
 ]
 ALLOWED_MIME_TYPES: tuple[str, ...] = get_args(MimeType)
 MIN_FILE_SIZE = 1
-MAX_FILE_SIZE = 10 * 1024 * 1024
+# The largest file_size is the stack's MaxUploadBytes parameter: settings.max_upload_bytes.
 MAX_FILENAME_LENGTH = 255
 MAX_BATCH = 1000  # files per prepare-upload, ids per confirm-upload
 MAX_PAGE_SIZE = 1000  # `limit` of a listing
@@ -64,8 +75,23 @@ class ImageStatus(StrEnum):
 
 class FileToUpload(BaseModel):
     filename: str = Field(min_length=1, max_length=MAX_FILENAME_LENGTH, examples=["car1.jpg"])
-    file_size: JsonInt = Field(ge=MIN_FILE_SIZE, le=MAX_FILE_SIZE, examples=[1024000])
+    # The maximum is a deployment parameter: the schema reads it when it is generated (GET /openapi.json).
+    file_size: JsonInt = Field(
+        ge=MIN_FILE_SIZE,
+        examples=[1024000],
+        json_schema_extra=lambda schema: schema.update(maximum=get_settings().max_upload_bytes),
+    )
     mime_type: MimeType = Field(examples=["image/jpeg"])
+
+    @field_validator("file_size")
+    @classmethod
+    def _at_most_max_upload_bytes(cls, value: int) -> int:
+        limit = get_settings().max_upload_bytes  # a deployment parameter: read when a request comes
+        if value > limit:
+            raise PydanticCustomError(
+                "less_than_equal", "Input should be less than or equal to {le}", {"le": limit}
+            )
+        return value
 
 
 class PrepareUploadRequest(BaseModel):

@@ -14,6 +14,7 @@ replaced) goes to the client's own method.
 
 import hashlib
 import hmac
+import re
 import time
 from datetime import datetime
 from functools import lru_cache
@@ -64,8 +65,18 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return key
 
 
+# The characters botocore leaves as they are in a key: a key's leading run of them (its prefix,
+# "datasets/7/images/<uuid>_") is copied, and only the rest is percent-encoded.
+_NEEDS_ENCODING = re.compile(r"[^A-Za-z0-9_.~/-]")
+
+
 def _encode_key(key: str) -> str:
-    return quote(key.encode(), safe="/~")  # botocore's encoding of a greedy URI label
+    """botocore's encoding of a greedy URI label."""
+    first = _NEEDS_ENCODING.search(key)
+    if first is None:
+        return key
+    start = first.start()
+    return key[:start] + quote(key[start:].encode(), safe="/~")
 
 
 def _encode_value(value: str) -> str:
@@ -93,6 +104,9 @@ class Presigner:
         self._unsupported: object = None  # the credentials whose probe we could not reproduce
         self._second = (-1, "")  # (epoch second, its X-Amz-Date): formatted once a second
         self._day: _Day | None = None
+        # The day's query templates filled in for one X-Amz-Date: (day, date, {(expiry, signed headers):
+        # (canonical query, URL query)}). A session token makes them ~1 KB: formatted once a second.
+        self._queries: tuple[_Day | None, str, dict] = (None, "", {})
 
     def put(
         self, key: str, content_type: str, content_length: int, expires_in: int, now: datetime | None = None
@@ -151,8 +165,15 @@ class Presigner:
         day = self._day
         if day is None or day.shape is not shape or day.date != amz_date[:8]:
             self._day = day = _day(shape, amz_date[:8])
+        cached_day, cached_date, queries = self._queries
+        if cached_day is not day or cached_date != amz_date:
+            queries = {}
+            self._queries = (day, amz_date, queries)
+        pair = queries.get((expires, signed))
+        if pair is None:
+            pair = queries[expires, signed] = _queries(day, signed, expires, amz_date)
         try:
-            return _sign(day, method, key, headers, signed, expires, amz_date, version_id)
+            return _sign(day, method, key, headers, signed, expires, amz_date, version_id, pair)
         except UnicodeError:  # lone surrogates in the key: botocore raises its own error
             return None
 
@@ -256,6 +277,14 @@ def _day(shape: _Shape, date: str) -> _Day:
     return _Day(shape, date, scope, hmac.new(key, digestmod=hashlib.sha256), canonical_query, url_query)
 
 
+def _queries(day: _Day, signed: str, expires: int, amz_date: str) -> tuple[str, str]:
+    """The canonical (sorted) query and the URL's query, without the signature."""
+    return (
+        day.canonical_query[signed].format(amz_date, expires),
+        day.url_query[signed].format(amz_date, expires),
+    )
+
+
 def _sign(
     day: _Day,
     method: str,
@@ -265,11 +294,13 @@ def _sign(
     expires: int,
     amz_date: str,
     version_id: str | None = None,
+    queries: tuple[str, str] | None = None,
 ) -> str:
     """SigV4 query signing (UNSIGNED-PAYLOAD, S3's unnormalised path), in botocore's parameter order."""
     shape = day.shape
     encoded_key = _encode_key(key)
-    query = day.canonical_query[signed].format(amz_date, expires)
+    canonical_query, url_query = queries or _queries(day, signed, expires, amz_date)
+    query = canonical_query
     # botocore puts the operation's own parameter first in the URL; sorted, it follows every X-Amz-*.
     own = f"versionId={_encode_value(version_id)}" if version_id is not None else ""
     if own:
@@ -281,7 +312,5 @@ def _sign(
     digest = hashlib.sha256(canonical_request.encode()).hexdigest()
     mac = day.mac.copy()
     mac.update(f"{_ALGORITHM}\n{amz_date}\n{day.scope}\n{digest}".encode())
-    query = day.url_query[signed].format(amz_date, expires)
-    if own:
-        query = f"{own}&{query}"
+    query = f"{own}&{url_query}" if own else url_query
     return f"{shape.url_prefix}{encoded_key}?{query}&X-Amz-Signature={mac.hexdigest()}"

@@ -22,7 +22,7 @@ class Settings(BaseSettings):
     aws_default_region: str | None = None
     # Standard SDK override (moto, LocalStack, VPC endpoints): S3 must then be path-style.
     aws_endpoint_url: str | None = None
-    # How many HeadObject calls confirm-upload runs at once.
+    # How many HeadObject calls (and conditional writes) confirm-upload runs at once.
     head_concurrency: int = Field(default=32, ge=1, le=256)
     # How long confirm-upload waits for the S3 trigger's verdicts on objects already present.
     confirm_wait_seconds: float = Field(default=10, ge=0, le=10)
@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     aws_connect_timeout: float = Field(default=2, gt=0)
     aws_read_timeout: float = Field(default=5, gt=0)
     aws_max_attempts: int = Field(default=3, ge=1, le=10)
+    # Largest upload (the template's MaxUploadBytes): prepare-upload signs no larger Content-Length, GET
+    # /limits publishes it. At most 20 MiB: `make bench` shows the trigger's memory and time there.
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1, le=20 * 1024 * 1024)
     # S3 trigger: images with more pixels are rejected (decompression bombs).
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     # S3 trigger: how long to wait for a just-written record to reach the s3-key index

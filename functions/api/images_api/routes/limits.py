@@ -5,6 +5,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import BaseModel, Field
 
 from uploads_core import models
+from uploads_core.settings import get_settings
 
 router = APIGatewayHttpRouter()
 
@@ -31,11 +32,11 @@ class UploadLimits(BaseModel):
 
 
 def current_limits() -> UploadLimits:
-    """Read from uploads_core.models at each call: the constants the request models enforce."""
+    """Read at each call from what the request models enforce: uploads_core.models and the settings."""
     return UploadLimits(
         mime_types=list(models.ALLOWED_MIME_TYPES),
         min_file_size=models.MIN_FILE_SIZE,
-        max_file_size=models.MAX_FILE_SIZE,
+        max_file_size=get_settings().max_upload_bytes,
         max_filename_length=models.MAX_FILENAME_LENGTH,
         max_batch=models.MAX_BATCH,
         max_expires_in=models.MAX_EXPIRES_IN,
