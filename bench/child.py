@@ -63,6 +63,8 @@ def trigger(path: str, mime: str) -> str:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     # The object's bytes are held twice in Lambda too (the stream's buffer), once here before the baseline.
     return f"{wall} {cpu} {peak_rss_kib() - before} {peak_rss_kib()}"
+
+
 def inspect_peak(path: str, mime: str) -> dict[str, float]:
     import io
 
