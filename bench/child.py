@@ -4,9 +4,6 @@ child.py import MODULE       seconds to import MODULE ("boto3-s3": import boto3 
 child.py rss thumbnail FILE  peak RSS (VmHWM, Linux) growth in KiB, after imports and reading FILE,
                              of the processor's inspect() (checks and thumbnail) of the JPEG FILE
 child.py rss decode FILE     the same for Pillow's full decode of FILE
-child.py trigger FILE MIME   the processor's inspect() of FILE (declared MIME) as a cold Lambda's first
-                             event runs it, after importing the handler: "wall_s cpu_s growth_kib
-                             peak_kib" (CPU of every thread; peak: the process's whole VmHWM)
 child.py peak FILE MIME     JSON: the process's peak RSS (VmHWM, MiB, everything the trigger holds:
                              interpreter, imports, the object's bytes) and CPU seconds of inspect()
 child.py init HANDLER EVENT PATH...     JSON of the seconds a Lambda init and first invocation take:
@@ -50,24 +47,10 @@ def peak_rss_growth_kib(case: str, path: str) -> int:
     return peak_rss_kib() - before
 
 
-def trigger(path: str, mime: str) -> str:
-    import io
-
-    import upload_processor.handler  # noqa: F401 - what a cold start has loaded before its first event
-    from upload_processor import inspection
-
-    data = open(path, "rb").read()  # noqa: SIM115 - read once, before the baseline
-    before = peak_rss_kib()
-    wall, cpu = time.perf_counter(), time.process_time()
-    inspection.inspect(io.BytesIO(data), size=len(data), declared_mime=mime, declared_size=len(data))
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    # The object's bytes are held twice in Lambda too (the stream's buffer), once here before the baseline.
-    return f"{wall} {cpu} {peak_rss_kib() - before} {peak_rss_kib()}"
-
-
 def inspect_peak(path: str, mime: str) -> dict[str, float]:
     import io
 
+    import upload_processor.handler  # noqa: F401 - what a cold Lambda has loaded before its first event
     from upload_processor import inspection
 
     data = open(path, "rb").read()  # noqa: SIM115 - read once, as the trigger streams it into memory
@@ -152,7 +135,5 @@ if __name__ == "__main__":
         print(json.dumps(inspect_peak(sys.argv[2], sys.argv[3])))
     elif sys.argv[1] == "import":
         print(import_seconds(sys.argv[2]))
-    elif sys.argv[1] == "trigger":
-        print(trigger(sys.argv[2], sys.argv[3]))
     else:
         print(peak_rss_growth_kib(sys.argv[2], sys.argv[3]))
