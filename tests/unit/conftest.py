@@ -402,9 +402,12 @@ def uploaded(api, processor):
     def make(
         dataset_id: int = 1, n: int = 1, size: int = 1024, confirm: bool = True, judge: bool = True
     ) -> list[dict]:
-        data = sample_images.jpeg_of_size(size)
         tickets = api.prepare(dataset_id, [jpeg_file(f"car{i}.jpg", size) for i in range(n)]).json["uploads"]
-        records = [processor.put(ticket["s3_key"], data) for ticket in tickets]
+        # Other bytes for each image: a dataset keeps one image of the same bytes.
+        records = [
+            processor.put(ticket["s3_key"], sample_images.jpeg_of_size(size, tag=ticket["image_id"]))
+            for ticket in tickets
+        ]
         if judge:
             processor.deliver(*records)
         if confirm:
