@@ -349,6 +349,14 @@ class Api:
             body={"image_ids": image_ids},
         )
 
+    def lookup(self, dataset_id: int, hashes: list[str]) -> "Reply":
+        return self.call(
+            "lookup_images",
+            path=f"/datasets/{dataset_id}/images/lookup",
+            path_params={"dataset_id": str(dataset_id)},
+            body={"sha256": hashes},
+        )
+
     def list(self, dataset_id: int, with_urls: bool = False, **query) -> "Reply":
         suffix = "/with-urls" if with_urls else ""
         return self.call(
@@ -481,7 +489,10 @@ def invariants(aws, s3, bucket):
     from tests import invariants as checks
 
     def check(kept_uploaded=()) -> list[dict]:
-        return checks.check(s3, bucket, boto3.client("dynamodb"), aws["ImagesTable"], kept_uploaded)
+        dynamodb = boto3.client("dynamodb")
+        return checks.check(
+            s3, bucket, dynamodb, aws["ImagesTable"], kept_uploaded, hashes_table=aws["HashesTable"]
+        )
 
     return check
 
