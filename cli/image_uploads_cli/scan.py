@@ -40,7 +40,7 @@ class Limits:
     max_filename_length: int
     max_batch: int
     max_page_size: int
-    max_lookup: int = 1000
+    max_lookup: int
 
     @classmethod
     def from_json(cls, body: dict) -> "Limits":
@@ -52,7 +52,7 @@ class Limits:
             max_filename_length=int(body["max_filename_length"]),
             max_batch=int(body["max_batch"]),
             max_page_size=int(body["max_page_size"]),
-            max_lookup=int(body.get("max_lookup", body["max_batch"])),
+            max_lookup=int(body["max_lookup"]),
         )
 
     def type_names(self) -> str:
