@@ -60,16 +60,27 @@ def plan_upload(api: Api, dataset: int, root: Path, limit: int | None) -> Plan:
     return Plan(files, [], refused, limit)
 
 
+def _hashed(file: LocalFile) -> LocalFile:
+    try:
+        return file.hashed()
+    except OSError:  # moved or unreadable since the scan: its PUT will say so
+        return file
+
+
 def hashed(files: list[LocalFile]) -> Iterator[LocalFile]:
     """The files with their SHA-256, in order, hashed by a few threads ahead of whoever consumes them."""
-    with ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="sha256") as pool:
-        yield from pool.map(LocalFile.hashed, files)
+    pool = ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="sha256")
+    try:
+        yield from pool.map(_hashed, files)
+    finally:  # an interrupted run does not hash the rest of the folder first
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def in_dataset(api: Api, dataset: int, files: list[LocalFile]) -> set[str]:
     """The hashes of these (hashed) files that an `uploaded` image of the dataset holds."""
     found: set[str] = set()
-    for chunk in batched(dict.fromkeys(f.sha256 for f in files), api.limits().max_lookup, strict=False):
+    hashes = dict.fromkeys(f.sha256 for f in files if f.sha256)
+    for chunk in batched(hashes, api.limits().max_lookup, strict=False):
         matches = api.lookup(dataset, list(chunk))
         found |= {sha for sha, match in matches.items() if match["status"] == "uploaded"}
     return found
@@ -79,7 +90,7 @@ def dry_run(api: Api, dataset: int, plan: Plan) -> Plan:
     """The plan with the files the dataset holds already (by content) set apart; nothing is sent."""
     files = list(hashed(plan.to_send))
     done = in_dataset(api, dataset, files)
-    to_send = [f for f in files if f.sha256 not in done]
+    to_send = [f for f in files if f.sha256 is None or f.sha256 not in done]
     already = [f for f in files if f.sha256 in done]
     return Plan(to_send[: plan.limit] if plan.limit is not None else to_send, already, plan.refused)
 
@@ -155,7 +166,7 @@ class Uploader:
                         if file.sha256 in done:
                             summary.outcomes.append(Outcome(file, "already", None, "already in the dataset"))
                             self._advance(file.size)
-                    fresh = [f for f in batch if f.sha256 not in done]
+                    fresh = [f for f in batch if f.sha256 is None or f.sha256 not in done]
                     if left is not None:
                         fresh, left = fresh[:left], max(0, left - len(fresh))
                     if fresh:
