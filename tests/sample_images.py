@@ -61,13 +61,15 @@ def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
 HTML = b"<!doctype html><html><body><script>alert(1)</script></body></html>" * 20
 
 
-def jpeg_of_size(size: int) -> bytes:
-    """A valid JPEG of exactly `size` bytes (a comment segment pads it), e.g. the note's 1024."""
+def jpeg_of_size(size: int, tag: int = 0) -> bytes:
+    """A valid JPEG of exactly `size` bytes (a comment segment pads it), e.g. the note's 1024; another
+    `tag` gives other bytes (another SHA-256) of the same size."""
     base = jpeg(8, 8)
     padding = size - len(base) - 4
     if not 0 <= padding <= 65533:
         raise ValueError(f"cannot make a {size}-byte JPEG from a {len(base)}-byte one")
-    return base[:2] + b"\xff\xfe" + (padding + 2).to_bytes(2, "big") + b"\0" * padding + base[2:]
+    comment = tag.to_bytes(8, "big").rjust(padding, b"\0")[-padding:] if padding else b""
+    return base[:2] + b"\xff\xfe" + (padding + 2).to_bytes(2, "big") + comment + base[2:]
 
 
 def many_scan_jpeg(extra_scans: int, width: int = 64, height: int = 48) -> bytes:

@@ -583,6 +583,37 @@
     return td;
   }
 
+  // --- content hashes: SHA-256 in a Web Worker, so the API can tell bytes it holds already ----------
+
+  let hasher = null; // the worker, started with the first file
+  const hashing = new Map(); // id -> resolve
+  let hashIds = 0;
+
+  // The file's SHA-256 (hex), or null where the browser cannot hash (no Worker, or SubtleCrypto only
+  // in secure contexts): the file is then sent without one, as before.
+  function hashOf(file) {
+    if (!hasher) {
+      try {
+        hasher = new Worker("hash-worker.js");
+      } catch {
+        return Promise.resolve(null);
+      }
+      hasher.onmessage = ({ data }) => {
+        hashing.get(data.id)?.(data.sha256 || null);
+        hashing.delete(data.id);
+      };
+      hasher.onerror = () => {
+        for (const resolve of hashing.values()) resolve(null);
+        hashing.clear();
+      };
+    }
+    const id = ++hashIds;
+    return new Promise((resolve) => {
+      hashing.set(id, resolve);
+      hasher.postMessage({ id, file });
+    });
+  }
+
   async function addFiles(found) {
     const rules = await limits;
     const verdicts = await Promise.all(found.map(([file]) => judge(file, rules)));
@@ -604,6 +635,7 @@
       $("rows").appendChild(row);
       items.push(item);
       setState(item, refused ? "refused" : "ready", refused || "ready");
+      if (!refused) item.sha256 = hashOf(file); // under way while the user picks more files
     }
     $("queue").hidden = items.length === 0;
     update();
@@ -640,7 +672,7 @@
     const busy = count("uploading") + count("processing");
     if (busy) parts.push(`${busy} in progress`);
     if (ready) parts.push(`${ready} waiting`);
-    for (const [state, label] of [["error", "rejected by the server"], ["failed", "failed"], ["refused", "not accepted"]]) {
+    for (const [state, label] of [["duplicate", "already in the dataset"], ["error", "rejected by the server"], ["failed", "failed"], ["refused", "not accepted"]]) {
       if (count(state)) parts.push(`${count(state)} ${label}`);
     }
     $("summary").textContent = parts.join(" · ");
@@ -673,7 +705,8 @@
           chunk.forEach((i) => setState(i, "ready", "ready"));
           throw error;
         }
-        await pool(chunk, PARALLEL, (item) => put(dataset, item));
+        // Bytes the dataset holds already, or refused before, get no URL: nothing to send.
+        await pool(chunk.filter((i) => i.url), PARALLEL, (item) => put(dataset, item));
         const sent = chunk.filter((i) => i.state === "processing").map((i) => i.imageId);
         if (sent.length) {
           await api(`/datasets/${dataset}/images/confirm-upload`, {
@@ -692,19 +725,31 @@
   }
 
   async function prepare(dataset, chunk) {
-    const files = chunk.map((i) => ({ filename: i.file.name, file_size: i.file.size, mime_type: i.mime }));
+    const hashes = await Promise.all(chunk.map((i) => i.sha256));
+    const files = chunk.map((i, n) => {
+      const file = { filename: i.file.name, file_size: i.file.size, mime_type: i.mime };
+      return hashes[n] ? { ...file, sha256: hashes[n] } : file;
+    });
     const { body } = await api(`/datasets/${dataset}/images/prepare-upload`, {
       method: "POST",
       body: JSON.stringify({ files }),
     });
     chunk.forEach((item, n) => {
       const upload = body.uploads[n];
-      if (item.imageId) {
+      if (item.imageId && item.imageId !== upload.image_id) {
         // A retry: the record of the abandoned URL goes (best effort; cleanup would remove it later).
+        // The same image back means its bytes' URL still had time: a fresh URL for it, nothing to drop.
         api(`/images/${item.imageId}`, { method: "DELETE" }).catch(() => {});
       }
       item.imageId = upload.image_id;
       item.url = upload.upload_url;
+      item.headers = upload.upload_headers || { "Content-Type": item.mime };
+      if (upload.duplicate_of != null) {
+        setState(item, "duplicate", `already in the dataset (#${upload.duplicate_of})`);
+      } else if (upload.rejected_before) {
+        const reason = upload.rejected_before;
+        setState(item, "error", `rejected before: ${reason.message} (${reason.code})`);
+      }
     });
   }
 
@@ -738,6 +783,7 @@
           setState(item, "failed", prepareError.message);
           return;
         }
+        if (!item.url) return; // its bytes were judged meanwhile (uploaded by someone, or refused)
       }
     }
     setState(item, "processing", "sent, checking the image…");
@@ -750,7 +796,11 @@
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open("PUT", item.url);
-      xhr.setRequestHeader("Content-Type", item.mime); // signed into the URL, as is the length
+      // The headers signed into the URL (the length too): Content-Type, and the checksum of the bytes
+      // when a hash was sent, so that storage takes no other bytes.
+      for (const [name, value] of Object.entries(item.headers || { "Content-Type": item.mime })) {
+        xhr.setRequestHeader(name, value);
+      }
       xhr.upload.onprogress = (event) => {
         item.sent = event.loaded;
         item.progress.value = event.loaded;

@@ -19,7 +19,7 @@ from image_uploads_cli.output import (
     print_summary,
     progress_bar,
 )
-from image_uploads_cli.upload import Uploader, plan_upload
+from image_uploads_cli.upload import Uploader, dry_run, plan_upload
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -170,8 +170,9 @@ def _parser(secrets: list[str] | None = None) -> argparse.ArgumentParser:
         description="Upload every image of DIR the API accepts into a dataset. Each file is judged by its "
         "bytes, as the server judges it, never by its name (a camera's .mpo is a JPEG; HTML named .png is "
         "refused), against the types and sizes the API publishes (GET /limits). Files are named by their "
-        "path relative to DIR; a run skips those already uploaded, so running it again resumes an "
-        "interrupted upload. With AuthMode=jwt it needs the editor role.",
+        "path relative to DIR. Files are known by their content (SHA-256): a run skips those already in "
+        "the dataset, under any name, and those the server rejected before, so running it again resumes "
+        "an interrupted upload and sends nothing twice. With AuthMode=jwt it needs the editor role.",
     )
     up.add_argument("directory", type=Path, metavar="DIR")
     up.add_argument("--dataset", type=_positive, required=True)
@@ -216,7 +217,7 @@ def _upload(args: argparse.Namespace, api: Api, out: Console, err: Console) -> i
     # A dataset the caller may not read fails here (404), before anything is sent.
     plan = plan_upload(api, args.dataset, args.directory, args.limit)
     if args.dry_run:
-        print_plan(out, plan)
+        print_plan(out, dry_run(api, args.dataset, plan))
         return EXIT_OK
     uploader = None
     try:

@@ -143,6 +143,12 @@ class Api:
         body = {"files": files}
         return self._call("POST", f"/datasets/{dataset}/images/prepare-upload", json=body).json()["uploads"]
 
+    def lookup(self, dataset: int, hashes: list[str]) -> dict[str, dict]:
+        """Which of these hashes an image of the dataset holds: sha256 -> {image_id, status, ...}."""
+        body = {"sha256": hashes}
+        found = self._call("POST", f"/datasets/{dataset}/images/lookup", json=body).json()["found"]
+        return {match["sha256"]: match for match in found}
+
     def confirm(self, dataset: int, image_ids: list[int]) -> dict:
         body = {"image_ids": image_ids}
         return self._call("POST", f"/datasets/{dataset}/images/confirm-upload", json=body).json()
@@ -187,7 +193,10 @@ class Api:
 
     # -- S3 --------------------------------------------------------------------------------------
 
-    def put(self, url: str, body: BinaryIO, size: int, mime_type: str) -> requests.Response:
-        """PUT to a presigned URL; it signs Content-Type and Content-Length, so both are exact."""
-        headers = {"Content-Type": mime_type, "Content-Length": str(size)}
+    def put(
+        self, url: str, body: BinaryIO, size: int, mime_type: str, headers: dict[str, str] | None = None
+    ) -> requests.Response:
+        """PUT to a presigned URL; it signs Content-Type and Content-Length, so both are exact, and the
+        checksum the API named in `headers` (its `upload_headers`), so S3 takes no other bytes."""
+        headers = {"Content-Type": mime_type, **(headers or {}), "Content-Length": str(size)}
         return self.s3.put(url, data=body, headers=headers, timeout=TIMEOUT)

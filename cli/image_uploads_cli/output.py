@@ -63,7 +63,8 @@ def print_plan(console: Console, plan: Plan) -> None:
 
 def print_summary(console: Console, summary: Summary) -> None:
     plan = summary.plan
-    rows = [(o.file.name, o.status, o.reason) for o in summary.outcomes if o.status != "uploaded"] + [
+    shown = ("uploaded", "already")
+    rows = [(o.file.name, o.status, o.reason) for o in summary.outcomes if o.status not in shown] + [
         (r.name, "skipped", r.reason) for r in plan.refused
     ]
     if rows:
@@ -71,16 +72,21 @@ def print_summary(console: Console, summary: Summary) -> None:
     counts = {
         "uploaded": summary.count("uploaded"),
         "unverified": summary.count("unverified"),
-        "already uploaded": len(plan.already),
+        "already uploaded": len(plan.already) + summary.count("already"),
         "rejected": summary.count("rejected"),
         "failed": summary.count("failed"),
         "skipped locally": len(plan.refused),
+        "rejected before": summary.count("rejected before"),
     }
     table = Table(title="Summary", title_justify="left")
     table.add_column("outcome")
     table.add_column("files", justify="right")
     for name, value in counts.items():
-        table.add_row(name, str(value), style="red" if value and name in ("rejected", "failed") else None)
+        table.add_row(
+            name,
+            str(value),
+            style="red" if value and name in ("rejected", "failed", "rejected before") else None,
+        )
     console.print(table)
     if summary.interrupted:
         console.print("interrupted: run the same command again to upload the rest")

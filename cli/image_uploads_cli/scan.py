@@ -5,9 +5,10 @@ JPEG with more images after the first), a `.jfif` or a `.JPG` is a JPEG; HTML na
 image. The accepted types and sizes are the API's own, read from `GET /limits` (see `Limits`).
 """
 
+import hashlib
 import os
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # The magic numbers the S3 trigger recognises (functions/process_upload/upload_processor/inspection.py),
@@ -56,6 +57,7 @@ class Limits:
     max_filename_length: int
     max_batch: int
     max_page_size: int
+    max_lookup: int
 
     @classmethod
     def from_json(cls, body: dict) -> "Limits":
@@ -67,6 +69,7 @@ class Limits:
             max_filename_length=int(body["max_filename_length"]),
             max_batch=int(body["max_batch"]),
             max_page_size=int(body["max_page_size"]),
+            max_lookup=int(body["max_lookup"]),
         )
 
     def type_names(self) -> str:
@@ -81,9 +84,16 @@ class LocalFile:
     name: str  # relative path with `/` separators: the record's `filename`, and the resume key
     size: int
     mime_type: str  # from the bytes
+    sha256: str | None = None  # of the bytes: what resuming goes by (a renamed file is not sent again)
 
     def declaration(self) -> dict:
-        return {"filename": self.name, "file_size": self.size, "mime_type": self.mime_type}
+        declared = {"filename": self.name, "file_size": self.size, "mime_type": self.mime_type}
+        return declared | ({"sha256": self.sha256} if self.sha256 else {})
+
+    def hashed(self) -> "LocalFile":
+        """This file with the SHA-256 of its bytes, read in chunks (never whole in memory)."""
+        with self.path.open("rb") as f:
+            return replace(self, sha256=hashlib.file_digest(f, "sha256").hexdigest())
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,13 @@ PUT_ATTEMPTS = 3
 EXPIRY_MARGIN = 60  # seconds: re-prepare rather than start a PUT on a URL about to expire
 
 
+HASH_WORKERS = 2  # files hashed at once, ahead of the batches being uploaded
+
+
 @dataclass
 class Outcome:
     file: LocalFile
-    status: str  # uploaded | unverified | rejected | failed
+    status: str  # uploaded | unverified | already | rejected | rejected before | failed
     image_id: int | None = None
     reason: str = ""
 
@@ -30,8 +33,9 @@ class Outcome:
 @dataclass
 class Plan:
     to_send: list[LocalFile]
-    already: list[LocalFile]
+    already: list[LocalFile]  # found in the dataset by content (a dry run's lookup)
     refused: list[Refused]
+    limit: int | None = None
 
 
 @dataclass
@@ -45,17 +49,50 @@ class Summary:
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and not any(o.status in ("rejected", "failed") for o in self.outcomes)
+        problems = ("rejected", "rejected before", "failed")
+        return not self.interrupted and not any(o.status in problems for o in self.outcomes)
 
 
 def plan_upload(api: Api, dataset: int, root: Path, limit: int | None) -> Plan:
-    """What to send: the folder judged by the API's own rules (`GET /limits`), minus what is uploaded."""
+    """The folder judged by the API's own rules (`GET /limits`). What is in the dataset already is known
+    by content, as the files are hashed during the upload (or by `dry_run`)."""
     files, refused = scan(root, api.limits())
-    # One listing of the dataset: a file is done when a record of its relative path and size is uploaded.
-    done = {(i["filename"], i["file_size"]) for i in api.images(dataset, status="uploaded")}
-    to_send = [f for f in files if (f.name, f.size) not in done]
-    already = [f for f in files if (f.name, f.size) in done]
-    return Plan(to_send[:limit] if limit is not None else to_send, already, refused)
+    return Plan(files, [], refused, limit)
+
+
+def _hashed(file: LocalFile) -> LocalFile:
+    try:
+        return file.hashed()
+    except OSError:  # moved or unreadable since the scan: its PUT will say so
+        return file
+
+
+def hashed(files: list[LocalFile]) -> Iterator[LocalFile]:
+    """The files with their SHA-256, in order, hashed by a few threads ahead of whoever consumes them."""
+    pool = ThreadPoolExecutor(HASH_WORKERS, thread_name_prefix="sha256")
+    try:
+        yield from pool.map(_hashed, files)
+    finally:  # an interrupted run does not hash the rest of the folder first
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def in_dataset(api: Api, dataset: int, files: list[LocalFile]) -> set[str]:
+    """The hashes of these (hashed) files that an `uploaded` image of the dataset holds."""
+    found: set[str] = set()
+    hashes = dict.fromkeys(f.sha256 for f in files if f.sha256)
+    for chunk in batched(hashes, api.limits().max_lookup, strict=False):
+        matches = api.lookup(dataset, list(chunk))
+        found |= {sha for sha, match in matches.items() if match["status"] == "uploaded"}
+    return found
+
+
+def dry_run(api: Api, dataset: int, plan: Plan) -> Plan:
+    """The plan with the files the dataset holds already (by content) set apart; nothing is sent."""
+    files = list(hashed(plan.to_send))
+    done = in_dataset(api, dataset, files)
+    to_send = [f for f in files if f.sha256 is None or f.sha256 not in done]
+    already = [f for f in files if f.sha256 in done]
+    return Plan(to_send[: plan.limit] if plan.limit is not None else to_send, already, plan.refused)
 
 
 class _Reader:
@@ -92,6 +129,7 @@ class _Slot:
     image_id: int
     url: str
     deadline: float
+    headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     sent: bool = False
 
@@ -118,11 +156,21 @@ class Uploader:
         self.task = self.progress.add_task(
             "uploading", total=sum(f.size for f in plan.to_send), files=0, nfiles=len(plan.to_send)
         )
+        left = plan.limit
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="put") as pool:
             try:
-                # The API's largest prepare-upload / confirm-upload batch.
-                for batch in batched(plan.to_send, self.api.limits().max_batch, strict=False):
-                    summary.outcomes += self._batch(pool, list(batch))
+                # Files are hashed ahead while a batch (the API's largest prepare-upload) is sent.
+                for batch in batched(hashed(plan.to_send), self.api.limits().max_batch, strict=False):
+                    done = in_dataset(self.api, self.dataset, list(batch))
+                    for file in batch:
+                        if file.sha256 in done:
+                            summary.outcomes.append(Outcome(file, "already", None, "already in the dataset"))
+                            self._advance(file.size)
+                    fresh = [f for f in batch if f.sha256 is None or f.sha256 not in done]
+                    if left is not None:
+                        fresh, left = fresh[:left], max(0, left - len(fresh))
+                    if fresh:
+                        summary.outcomes += self._batch(pool, fresh)
                 self._phase("done")
             except KeyboardInterrupt:
                 # Running PUTs have finished; the files sent are judged by the S3 trigger all the same,
@@ -134,7 +182,21 @@ class Uploader:
 
     def _batch(self, pool: ThreadPoolExecutor, files: list[LocalFile]) -> list[Outcome]:
         self._phase("preparing")
-        slots = [self._reserve(f, t) for f, t in zip(files, self._prepare(files), strict=True)]
+        answered, slots = [], []
+        for file, ticket in zip(files, self._prepare(files), strict=True):
+            if ticket.get("duplicate_of") is not None:  # the same bytes are in the dataset (or this batch)
+                reason = f"already in the dataset (#{ticket['duplicate_of']})"
+                answered.append(Outcome(file, "already", ticket["duplicate_of"], reason))
+                self._advance(file.size)
+            elif ticket.get("rejected_before") is not None:  # the server refused these bytes before
+                rejected = ticket["rejected_before"]
+                reason = f"{rejected['code']}: {rejected['message']}"
+                answered.append(Outcome(file, "rejected before", ticket["image_id"], reason))
+                self._advance(file.size)
+            else:
+                slots.append(self._reserve(file, ticket))
+        if not slots:
+            return answered
         self._phase("uploading")
         try:
             list(pool.map(self._put, slots))
@@ -148,7 +210,7 @@ class Uploader:
         self._forget(failed)
         outcomes = [Outcome(s.file, "failed", None, s.error or "not sent") for s in failed]
         sent = [s for s in slots if s.sent]
-        return outcomes + (self._verdicts(sent) if sent else [])
+        return answered + outcomes + (self._verdicts(sent) if sent else [])
 
     def _prepare(self, files: list[LocalFile]) -> list[dict]:
         return self.api.prepare(self.dataset, [f.declaration() for f in files])
@@ -156,14 +218,25 @@ class Uploader:
     @staticmethod
     def _reserve(file: LocalFile, ticket: dict) -> _Slot:
         deadline = time.monotonic() + ticket["expires_in"] - EXPIRY_MARGIN
-        return _Slot(file, ticket["image_id"], ticket["upload_url"], deadline)
+        headers = ticket.get("upload_headers") or {}
+        return _Slot(file, ticket["image_id"], ticket["upload_url"], deadline, headers)
 
     def _renew(self, slot: _Slot) -> None:
-        """A fresh reservation for one file; the old record is deleted (best effort)."""
+        """A fresh reservation for one file; the old record is deleted (best effort) unless the API gave
+        the same image back (its bytes' URL still had time to live: a fresh URL for it)."""
         old = slot.image_id
-        fresh = self._reserve(slot.file, self._prepare([slot.file])[0])
-        slot.image_id, slot.url, slot.deadline = fresh.image_id, fresh.url, fresh.deadline
-        self._forget_ids([old])
+        ticket = self._prepare([slot.file])[0]
+        if ticket.get("upload_url") is None:  # uploaded meanwhile (another client), or refused before
+            raise ApiError(409, "the file's bytes were judged meanwhile; run again to see the verdict")
+        fresh = self._reserve(slot.file, ticket)
+        slot.image_id, slot.url, slot.deadline, slot.headers = (
+            fresh.image_id,
+            fresh.url,
+            fresh.deadline,
+            fresh.headers,
+        )
+        if old != fresh.image_id:
+            self._forget_ids([old])
 
     def _forget(self, slots: list[_Slot]) -> None:
         self._forget_ids([s.image_id for s in slots])
@@ -202,7 +275,7 @@ class Uploader:
             slot.error = f"cannot read the file: {exc.strerror}"
             return False
         try:
-            response = self.api.put(slot.url, body, slot.file.size, slot.file.mime_type)
+            response = self.api.put(slot.url, body, slot.file.size, slot.file.mime_type, slot.headers)
         except requests.RequestException as exc:
             slot.error = f"network error: {type(exc).__name__}"
             return True

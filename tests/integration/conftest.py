@@ -60,10 +60,14 @@ class Stack:
 
     def check_invariants(self, datasets, kept_uploaded=()) -> list[dict]:
         """tests/invariants.py over these datasets' records and objects on the running stack."""
+        from local_stack.template import function_environment, load_template
         from tests import invariants
 
+        hashes = function_environment(load_template(), "ApiFunction")["HASHES_TABLE"]
         s3, dynamodb = self.client("s3"), self.client("dynamodb")
-        return invariants.check(s3, self.bucket(), dynamodb, self.table(), kept_uploaded, datasets)
+        return invariants.check(
+            s3, self.bucket(), dynamodb, self.table(), kept_uploaded, datasets, hashes_table=hashes
+        )
 
     def url(self, path: str) -> str:
         return self.api + path

@@ -87,10 +87,18 @@ def test_upload_a_folder_then_a_second_run_uploads_nothing_new(stack, capsys, fo
     assert images[FAKE]["error_reason"]["code"] == "corrupt"
     assert "corrupt" in out
 
-    code, out = upload(capsys, stack, folder, dataset)
+    # Files are known by content: a renamed or moved file is not sent again, nor the rejected one.
+    (folder / "moved").mkdir()
+    (folder / "a.jpg").rename(folder / "moved" / "renamed.jpg")
+    with stack.record_aws_calls() as recording:
+        code, out = upload(capsys, stack, folder, dataset)
 
-    assert "uploaded 0, unverified 0, already uploaded 8, rejected 1" in out
+    assert code == 1, out  # the cut JPEG is still not in the dataset
+    assert "uploaded 0, unverified 0, already uploaded 8, rejected 0, failed 0, skipped locally 3" in out
+    assert "rejected before 1" in out
+    assert [call for call in recording.calls if call == ("s3", "PUT")] == []
     again = records(stack, dataset)
+    assert len(again) == len(images)
     assert sorted(i["id"] for i in again if i["status"] == "uploaded") == sorted(
         i["id"] for i in images.values() if i["status"] == "uploaded"
     )
@@ -131,28 +139,36 @@ def test_an_interrupted_upload_resumes_where_it_stopped(stack, capsys, folder, m
 def test_failed_puts_are_retried_with_a_fresh_url_after_a_403(stack, capsys, folder, monkeypatch):
     dataset = stack.dataset()
     (folder / FAKE).unlink()
-    real_put, urls = Api.put, []
+    real_put, real_prepare, urls, prepared = Api.put, Api.prepare, [], []
 
     class Refusal:
         ok, status_code = False, 0
 
-    def flaky_put(self, url, body, size, mime_type):
+    def flaky_put(self, url, body, size, mime_type, headers=None):
         urls.append(url)
         if len(urls) in (1, 2):  # an expired URL (403), then S3 unavailable (503)
             body.read()
             refusal = Refusal()
             refusal.status_code = 403 if len(urls) == 1 else 503
             return refusal
-        return real_put(self, url, body, size, mime_type)
+        return real_put(self, url, body, size, mime_type, headers)
+
+    def counted_prepare(self, dataset, files):
+        prepared.append(len(files))
+        return real_prepare(self, dataset, files)
 
     monkeypatch.setattr(Api, "put", flaky_put)
+    monkeypatch.setattr(Api, "prepare", counted_prepare)
     code, out = upload(capsys, stack, folder, dataset, "--concurrency", "1")
 
     assert code == 0, out
     assert len(urls) == len(IMAGES) + 2
-    assert urls[1] != urls[0]  # the 403 got a new reservation; the 503 was retried as is
+    # The 403 got a fresh URL (for the same image: its bytes' reservation was still valid); the 503
+    # was retried as is.
+    assert prepared == [len(IMAGES), 1]
+    assert urls[2] == urls[1]
     images = records(stack, dataset)
-    assert len(images) == len(IMAGES)  # the replaced reservation was deleted
+    assert len(images) == len(IMAGES)
     assert {i["status"] for i in images} == {"uploaded"}
 
 

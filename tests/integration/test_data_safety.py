@@ -50,17 +50,17 @@ def same_size(data: bytes, size: int) -> bytes:
 
 def test_a_corrupt_put_then_a_good_one_through_the_same_url_ends_with_the_good_bytes(stack):
     dataset = stack.dataset()
-    good = sample_images.jpeg(120, 90)
-    bad = good[: len(good) - 300] + b"\0" * 300
-    tickets = [prepare(stack, dataset, good, name=f"c{i}.jpg") for i in range(5)]
-    for ticket in tickets:
-        put(stack, ticket, bad)
+    # Five images of other bytes each: a dataset keeps one image of the same bytes.
+    goods = [sample_images.jpeg(120, 90 + i) for i in range(5)]
+    tickets = [prepare(stack, dataset, good, name=f"c{i}.jpg") for i, good in enumerate(goods)]
+    for ticket, good in zip(tickets, goods, strict=True):
+        put(stack, ticket, good[: len(good) - 300] + b"\0" * 300)
         put(stack, ticket, good)  # well within 0.1 s of the first
 
     reply = confirm(stack, dataset, [t["image_id"] for t in tickets])
 
     assert (reply["updated_count"], reply["pending_count"]) == (5, 0)
-    for ticket in tickets:
+    for ticket, good in zip(tickets, goods, strict=True):
         link = stack.http.get(stack.url(f"/images/{ticket['image_id']}/download-url")).json()
         assert stack.http.get(link["download_url"]).content == good
     settled(stack, [dataset], kept_uploaded=[t["image_id"] for t in tickets])

@@ -12,7 +12,7 @@ from tests.integration.conftest import ROOT
 def test_every_operation_survives_generated_requests(stack, tmp_path):
     spec = stack.http.get(stack.url("/openapi.json"))
     assert spec.status_code == 200
-    assert len(spec.json()["paths"]) == 11
+    assert len(spec.json()["paths"]) == 12
     st = shutil.which("st", path=str(Path(sys.executable).parent)) or "st"
     # schemathesis.toml at the repo root: seed, examples per operation, documented exceptions.
     result = subprocess.run(

@@ -213,12 +213,10 @@ def test_prepare_of_1000_files_makes_41_dynamodb_calls_and_no_s3_call(stack):
 
 def test_confirm_heads_only_what_the_trigger_has_not_verified(stack):
     dataset = stack.dataset()
-    photo = sample_images.jpeg()
-    files = [
-        {"filename": f"car{i}.jpg", "file_size": len(photo), "mime_type": "image/jpeg"} for i in range(5)
-    ]
+    photos = [sample_images.jpeg_of_size(2000, tag=i) for i in range(5)]  # other bytes each
+    files = [{"filename": f"car{i}.jpg", "file_size": 2000, "mime_type": "image/jpeg"} for i in range(5)]
     uploads = prepare(stack, dataset, files).json()["uploads"]
-    for ticket in uploads[:3]:
+    for ticket, photo in zip(uploads[:3], photos, strict=False):
         stack.http.put(ticket["upload_url"], data=photo, headers={"Content-Type": "image/jpeg"})
     ids = [u["image_id"] for u in uploads]
     reply = stack.http.post(stack.url(f"/datasets/{dataset}/images/confirm-upload"), json={"image_ids": ids})

@@ -349,6 +349,14 @@ class Api:
             body={"image_ids": image_ids},
         )
 
+    def lookup(self, dataset_id: int, hashes: list[str]) -> "Reply":
+        return self.call(
+            "lookup_images",
+            path=f"/datasets/{dataset_id}/images/lookup",
+            path_params={"dataset_id": str(dataset_id)},
+            body={"sha256": hashes},
+        )
+
     def list(self, dataset_id: int, with_urls: bool = False, **query) -> "Reply":
         suffix = "/with-urls" if with_urls else ""
         return self.call(
@@ -402,9 +410,12 @@ def uploaded(api, processor):
     def make(
         dataset_id: int = 1, n: int = 1, size: int = 1024, confirm: bool = True, judge: bool = True
     ) -> list[dict]:
-        data = sample_images.jpeg_of_size(size)
         tickets = api.prepare(dataset_id, [jpeg_file(f"car{i}.jpg", size) for i in range(n)]).json["uploads"]
-        records = [processor.put(ticket["s3_key"], data) for ticket in tickets]
+        # Other bytes for each image: a dataset keeps one image of the same bytes.
+        records = [
+            processor.put(ticket["s3_key"], sample_images.jpeg_of_size(size, tag=ticket["image_id"]))
+            for ticket in tickets
+        ]
         if judge:
             processor.deliver(*records)
         if confirm:
@@ -478,7 +489,10 @@ def invariants(aws, s3, bucket):
     from tests import invariants as checks
 
     def check(kept_uploaded=()) -> list[dict]:
-        return checks.check(s3, bucket, boto3.client("dynamodb"), aws["ImagesTable"], kept_uploaded)
+        dynamodb = boto3.client("dynamodb")
+        return checks.check(
+            s3, bucket, dynamodb, aws["ImagesTable"], kept_uploaded, hashes_table=aws["HashesTable"]
+        )
 
     return check
 

@@ -66,6 +66,7 @@ D = {"dataset_id": str(DATASET)}
 ROUTES = {
     "prepare-upload": lambda api, image: api.prepare(DATASET, [jpeg_file("new.jpg")]),
     "confirm-upload": lambda api, image: api.confirm(DATASET, [image]),
+    "lookup": lambda api, image: api.lookup(DATASET, ["0" * 64]),
     "list": lambda api, image: api.list(DATASET),
     "with-urls": lambda api, image: api.list(DATASET, with_urls=True),
     "get-image": lambda api, image: api.image("get_image", image),
@@ -85,6 +86,7 @@ VIEW, EDIT, OWN = (
 EXPECTED = {
     "prepare-upload": EDIT,
     "confirm-upload": EDIT,
+    "lookup": VIEW,
     "list": VIEW,
     "with-urls": VIEW,
     "get-image": VIEW,

@@ -84,6 +84,7 @@ def test_openapi_document_lists_every_route_with_its_schemas(api):
     assert operations == {
         ("POST", "/datasets/{dataset_id}/images/prepare-upload"),
         ("POST", "/datasets/{dataset_id}/images/confirm-upload"),
+        ("POST", "/datasets/{dataset_id}/images/lookup"),
         ("GET", "/datasets/{dataset_id}/images"),
         ("GET", "/datasets/{dataset_id}/images/with-urls"),
         ("GET", "/images/{image_id}"),

@@ -45,7 +45,7 @@ def test_download_url_of_an_uploaded_image_fetches_it(api, uploaded):
     assert reply.status == 200
     assert reply.json["expires_in"] == 60
     assert "X-Amz-Expires=60" in reply.json["download_url"]
-    assert requests.get(reply.json["download_url"]).content == sample_images.jpeg_of_size(1024)
+    assert requests.get(reply.json["download_url"]).content == sample_images.jpeg_of_size(1024, tag=1)
 
 
 def test_download_urls_name_the_verified_version_whatever_is_put_later(api, uploaded, s3, bucket):
@@ -59,7 +59,7 @@ def test_download_urls_name_the_verified_version_whatever_is_put_later(api, uplo
     (item,) = api.list(1, with_urls=True).json
     for signed in (url, item["download_url"]):
         assert "versionId=" in signed
-        assert requests.get(signed).content == sample_images.jpeg_of_size(1024)
+        assert requests.get(signed).content == sample_images.jpeg_of_size(1024, tag=1)
 
 
 def test_expires_in_is_capped_at_what_the_signing_credentials_honour(api, pending):

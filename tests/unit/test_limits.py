@@ -54,6 +54,7 @@ def test_limits_are_the_constants_the_models_enforce(api):
         "default_expires_in": 3600,
         "max_page_size": 1000,
         "max_skip": 10000,
+        "max_lookup": 1000,
     }
     assert reply.json["mime_types"] == list(models.ALLOWED_MIME_TYPES)
     assert reply.json["max_file_size"] == get_settings().max_upload_bytes
@@ -76,6 +77,8 @@ def test_the_models_enforce_what_limits_says(api):
     assert api.prepare(1, too_many).status == 422
     assert api.list(1, limit=rules["max_page_size"] + 1).status == 422
     assert api.list(1, skip=rules["max_skip"] + 1).status == 422
+    assert api.lookup(1, ["0" * 64] * rules["max_lookup"]).status == 200
+    assert api.lookup(1, ["0" * 64] * (rules["max_lookup"] + 1)).status == 422
     assert api.prepare(1, ok[:1], expires_in=rules["max_expires_in"] + 1).status == 422
     assert api.prepare(1, ok[:1]).json["uploads"][0]["expires_in"] == rules["default_expires_in"]
 

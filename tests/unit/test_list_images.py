@@ -13,8 +13,8 @@ def mixed(api, uploaded, processor, built_once):
     def build():
         tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg") for i in range(10)]).json["uploads"]
         ids = [t["image_id"] for t in tickets]
-        data = sample_images.jpeg_of_size(1024)
-        processor.deliver(*(processor.put(ticket["s3_key"], data) for ticket in tickets[1::2]))
+        good = {t["s3_key"]: sample_images.jpeg_of_size(1024, tag=t["image_id"]) for t in tickets[1::2]}
+        processor.deliver(*(processor.put(key, data) for key, data in good.items()))
         uploaded(dataset_id=2, n=1)
         return ids, ids[1::2]
 
@@ -143,7 +143,7 @@ def test_with_urls_items_have_the_notes_fields(api, uploaded):
     assert [key for key in item if key in note] == note
     assert set(item) - set(note) == {
         "orientation", "error_reason", "upload_expires_at", "thumbnail_url",
-        "display_width", "display_height", "placeholder", "has_location",
+        "display_width", "display_height", "placeholder", "has_location", "sha256",
     }  # fmt: skip
 
 

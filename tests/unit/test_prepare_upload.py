@@ -19,7 +19,17 @@ def test_prepare_returns_one_ticket_per_file_with_integer_ids_and_unique_keys(ap
     assert [u["image_id"] for u in uploads] == [1, 2]
     assert [KEY_RE.match(u["s3_key"]).group(1) for u in uploads] == ["car1.jpg", "car2.jpg"]
     assert all(u["expires_in"] == 3600 for u in uploads)
-    assert set(uploads[0]) == {"image_id", "upload_url", "s3_key", "expires_in"}
+    assert set(uploads[0]) == {
+        "image_id",
+        "upload_url",
+        "s3_key",
+        "expires_in",
+        "upload_headers",  # the additions of content-addressed uploads
+        "duplicate_of",
+        "rejected_before",
+    }
+    assert uploads[0]["upload_headers"] == {"Content-Type": "image/jpeg"}
+    assert (uploads[0]["duplicate_of"], uploads[0]["rejected_before"]) == (None, None)
 
 
 def test_ids_keep_increasing_across_batches(api):

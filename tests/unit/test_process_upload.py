@@ -139,19 +139,22 @@ def _final(api, ticket) -> dict:
 @pytest.mark.parametrize("good", [True, False], ids=["good-file", "bad-file"])
 def test_confirm_and_trigger_in_either_order_give_the_same_record(api, processor, good):
     data = sample_images.jpeg(80, 60) if good else sample_images.HTML
-    first, second = prepare(api, data), prepare(api, data)
+    # Two datasets: one dataset keeps one image of the same bytes (test_content_addressed.py).
+    first = prepare(api, data)
+    second = api.prepare(2, [jpeg_file("car.jpg", len(data))]).json["uploads"][0]
 
     # Order A: the trigger, then confirm.
     processor.deliver(processor.put(first["s3_key"], data))
     api.confirm(1, [first["image_id"]])
     # Order B: confirm, then the trigger.
     record = processor.put(second["s3_key"], data)
-    api.confirm(1, [second["image_id"]])
+    api.confirm(2, [second["image_id"]])
     processor.deliver(record)
 
     a, b = _final(api, first), _final(api, second)
     for image in (a, b):
         image.pop("id"), image.pop("s3_key"), image.pop("created_at"), image.pop("upload_expires_at")
+        image.pop("dataset_id")
     assert a == b
     assert a["status"] == ("uploaded" if good else "error")
 
@@ -242,9 +245,9 @@ def test_one_failing_record_does_not_stop_the_others_and_the_batch_is_retried(ap
     from upload_processor.handler import RecordsFailed
     from uploads_core import images_bucket
 
-    data = sample_images.jpeg()
-    tickets = [prepare(api, data, name=f"c{i}.jpg") for i in range(3)]
-    records = [processor.put(t["s3_key"], data) for t in tickets]
+    datas = [sample_images.jpeg_of_size(1024, tag=i) for i in range(3)]
+    tickets = [prepare(api, data, name=f"c{i}.jpg") for i, data in enumerate(datas)]
+    records = [processor.put(t["s3_key"], data) for t, data in zip(tickets, datas, strict=True)]
     original = images_bucket.open_version
 
     def flaky(key, version_id):

@@ -11,7 +11,7 @@ import pytest
 
 from tests import sample_images
 from tests.unit.conftest import jpeg_file
-from uploads_core import images_bucket, images_table
+from uploads_core import hashes_table, images_bucket, images_table
 
 
 class Pause:
@@ -39,6 +39,22 @@ def pause_before(monkeypatch, owner, name: str, when=lambda *a, **k: True) -> Pa
         return original(*args, **kwargs)
 
     monkeypatch.setattr(owner, name, paused)
+    return pause
+
+
+def pause_before_verdict(monkeypatch, when=lambda *a, **k: True) -> Pause:
+    """A pause before the first verdict for which `when(image, changes, sequencer)` holds: a rejection
+    (images_table.record_verdict) or an acceptance (hashes_table.record_upload, which claims the hash)."""
+    pause = Pause()
+    for owner, name in ((images_table, "record_verdict"), (hashes_table, "record_upload")):
+        original = getattr(owner, name)
+
+        def paused(*args, _original=original, **kwargs):
+            if not pause.reached.is_set() and when(*args, **kwargs):
+                pause.hold()
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, paused)
     return pause
 
 
@@ -132,7 +148,7 @@ def test_a_corrupt_put_then_a_good_one_ends_uploaded_with_the_good_bytes(
         assert outcome(processor.deliver(first)) == "discarded"
     else:
         late, early = (first, second) if order == "first-verdict-last" else (second, first)
-        pause = pause_before(monkeypatch, images_table, "record_verdict", for_version(version_of(late)))
+        pause = pause_before_verdict(monkeypatch, for_version(version_of(late)))
         held = Run(processor.deliver, late)
         assert pause.reached.wait(10)
         processor.deliver(early)
@@ -159,7 +175,7 @@ def test_two_good_puts_end_with_exactly_one_verified_version_and_one_thumbnail(
             processor.deliver(record)
     else:
         late, early = (first, second) if order == "first-verdict-last" else (second, first)
-        pause = pause_before(monkeypatch, images_table, "record_verdict", for_version(version_of(late)))
+        pause = pause_before_verdict(monkeypatch, for_version(version_of(late)))
         held = Run(processor.deliver, late)
         assert pause.reached.wait(10)
         assert outcome(processor.deliver(early)) == "uploaded"
@@ -258,11 +274,11 @@ def test_a_thumbnail_left_by_an_invocation_that_died_is_removed_by_the_next(
 
     ticket, good = image
     record = processor.put(ticket["s3_key"], good)
-    original = images_table.record_verdict
-    monkeypatch.setattr(images_table, "record_verdict", lambda *a, **k: (_ for _ in ()).throw(TimeoutError()))
+    original = hashes_table.record_upload
+    monkeypatch.setattr(hashes_table, "record_upload", lambda *a, **k: (_ for _ in ()).throw(TimeoutError()))
     with pytest.raises(RecordsFailed):
         processor.deliver(record)  # its thumbnail is written, its verdict never is
-    monkeypatch.setattr(images_table, "record_verdict", original)
+    monkeypatch.setattr(hashes_table, "record_upload", original)
 
     assert outcome(processor.deliver(record)) == "uploaded"  # Lambda's retry
     invariants(kept_uploaded=[ticket["image_id"]])
@@ -290,7 +306,7 @@ def test_a_delete_while_the_trigger_judges_leaves_nothing(api, processor, image,
     ticket, good = image
     record = processor.put(ticket["s3_key"], good)
     # The trigger has read the bytes and written its thumbnail when the DELETE runs to its end.
-    pause = pause_before(monkeypatch, images_table, "record_verdict")
+    pause = pause_before_verdict(monkeypatch)
     held = Run(processor.deliver, record)
     assert pause.reached.wait(10)
     assert api.image("delete_image", ticket["image_id"]).status == 200
@@ -311,7 +327,7 @@ def test_a_trigger_that_finishes_while_a_delete_runs_leaves_nothing(
     trigger = pause_before(monkeypatch, images_bucket, "put_file")
     judging = Run(processor.deliver, record)
     assert trigger.reached.wait(10)
-    delete = pause_before(monkeypatch, images_table, "delete")
+    delete = pause_before(monkeypatch, hashes_table, "delete_image")
     deleting = Run(api.image, "delete_image", ticket["image_id"])
     assert delete.reached.wait(10)
     trigger.release()

@@ -6,7 +6,7 @@ from itertools import islice
 
 from images_api import cursor as cursors
 from images_api.access import Caller, require
-from uploads_core import images_bucket, images_table, lifecycle
+from uploads_core import hashes_table, images_bucket, images_table, lifecycle
 from uploads_core.errors import ConflictError, DatasetNotFoundError, ImageNotFoundError
 from uploads_core.keys import image_key, thumbnail_prefix
 from uploads_core.models import (
@@ -14,6 +14,10 @@ from uploads_core.models import (
     DeleteResult,
     DownloadUrl,
     ErrorReason,
+    HashClaim,
+    HashLookupResponse,
+    HashMatch,
+    HashState,
     Image,
     ImagePage,
     ImagePatch,
@@ -38,40 +42,160 @@ _MISSING = ErrorReason(
 def prepare_upload(
     caller: Caller, dataset_id: int, request: PrepareUploadRequest, expires_in: int
 ) -> PrepareUploadResponse:
-    """One counter update reserves the ids, batch writes store the records, then URLs are signed."""
+    """One counter update reserves the ids, batch writes store the records, then URLs are signed.
+
+    Files with a `sha256`: one consistent BatchGetItem per 100 hashes finds who holds them in the
+    dataset first. Bytes already `uploaded` (or rejected) get no record and no URL; bytes being uploaded
+    share that image and its key (the URL signs the checksum, so only those bytes can land there); the
+    others get records written with their claims, 50 files per transaction, each claim on the
+    condition that nobody took the hash meanwhile. A lost race reads those hashes again.
+    """
     require(caller, dataset_id, Role.EDITOR)
     files = request.files
-    ids = images_table.reserve_ids(len(files))
     now = utc_now()
-    images = [
-        Image(
-            id=image_id,
-            dataset_id=dataset_id,
-            filename=spec.filename,
-            s3_key=image_key(dataset_id, spec.filename),
-            file_size=spec.file_size,
-            mime_type=spec.mime_type,
-            status=ImageStatus.UPLOADING,
-            created_at=now,
-            updated_at=now,
-            upload_expires_at=now + timedelta(seconds=expires_in),
-        )
-        for image_id, spec in zip(ids, files, strict=True)
-    ]
-    images_table.put_new(images)
-    return PrepareUploadResponse(
-        uploads=[
-            UploadTicket(
-                image_id=image.id,
-                upload_url=images_bucket.generate_presigned_upload_url(
-                    image.s3_key, image.mime_type, image.file_size, expires_in
-                ),
-                s3_key=image.s3_key,
-                expires_in=expires_in,
-            )
-            for image in images
-        ]
+    tickets: list[UploadTicket | None] = [None] * len(files)
+    first: dict[str, int] = {}  # sha256 -> its first file in this batch
+    for index, spec in enumerate(files):
+        if spec.sha256 is not None:
+            first.setdefault(spec.sha256, index)
+    unique = [i for i, spec in enumerate(files) if spec.sha256 is None or first[spec.sha256] == i]
+    claims = hashes_table.get_many(dataset_id, first) if first else {}
+    images: dict[int, Image] = {}  # file index -> its new record, built once (a retry keeps its id)
+    todo = unique
+    for _ in range(_CLAIM_ATTEMPTS):
+        holders: dict[str, int] = {}
+        needed = []
+        for index in todo:
+            sha = files[index].sha256
+            claim = claims.get(sha) if sha else None
+            ticket = _from_claim(claim, now, expires_in) if claim else None
+            if ticket is not None:
+                tickets[index] = ticket
+            else:
+                needed.append(index)
+                if claim is not None:
+                    holders[sha] = claim.image_id  # expired: taken over if it still holds it
+        fresh = [i for i in needed if i not in images]
+        for index, image_id in zip(fresh, images_table.reserve_ids(len(fresh)) if fresh else (), strict=True):
+            images[index] = _new_image(image_id, dataset_id, files[index], now, expires_in)
+        plain = [images[i] for i in needed if images[i].sha256 is None]
+        if plain:
+            images_table.put_new(plain)
+        hashed = [images[i] for i in needed if images[i].sha256 is not None]
+        lost = {image.id for image in hashes_table.create_with_claims(hashed, holders)} if hashed else set()
+        todo = [i for i in needed if images[i].id in lost]
+        for index in needed:
+            if images[index].id not in lost:
+                tickets[index] = _ticket(images[index], expires_in)
+        if not todo:
+            break
+        retry = {files[i].sha256 for i in todo}
+        claims = {sha: c for sha, c in claims.items() if sha not in retry}
+        claims.update(hashes_table.get_many(dataset_id, retry))
+    else:
+        raise hashes_table.Contended("Other uploads of the same files kept winning the race; retry")
+    for index, spec in enumerate(files):
+        if tickets[index] is None:  # a second copy of a file of this batch
+            tickets[index] = _copy_of(tickets[first[spec.sha256]])
+    return PrepareUploadResponse(uploads=tickets)
+
+
+# A prepare of bytes another image is being uploaded with shares its key and URL while that URL has at
+# least this long to live; after, the claim is taken over by a new image (the old URL is nearly dead).
+_MIN_SHARED_SECONDS = 60
+_CLAIM_ATTEMPTS = 3
+
+
+def _new_image(image_id: int, dataset_id: int, spec, now, expires_in: int) -> Image:
+    return Image(
+        id=image_id,
+        dataset_id=dataset_id,
+        filename=spec.filename,
+        s3_key=image_key(dataset_id, spec.filename),
+        file_size=spec.file_size,
+        mime_type=spec.mime_type,
+        status=ImageStatus.UPLOADING,
+        created_at=now,
+        updated_at=now,
+        upload_expires_at=now + timedelta(seconds=expires_in),
+        sha256=spec.sha256,
     )
+
+
+def _ticket(image: Image, expires_in: int) -> UploadTicket:
+    return UploadTicket(
+        image_id=image.id,
+        upload_url=images_bucket.generate_presigned_upload_url(
+            image.s3_key, image.mime_type, image.file_size, expires_in, image.sha256
+        ),
+        s3_key=image.s3_key,
+        expires_in=expires_in,
+        upload_headers=images_bucket.upload_headers(image.mime_type, image.sha256),
+    )
+
+
+def _from_claim(claim: HashClaim, now, expires_in: int) -> UploadTicket | None:
+    """The answer for bytes an image of the dataset already holds; None: a new image must take them."""
+    if claim.state == HashState.UPLOADED:
+        return UploadTicket(
+            image_id=claim.image_id,
+            upload_url=None,
+            s3_key=claim.s3_key,
+            expires_in=None,
+            duplicate_of=claim.image_id,
+        )
+    if claim.state == HashState.REJECTED:
+        return UploadTicket(
+            image_id=claim.image_id,
+            upload_url=None,
+            s3_key=claim.s3_key,
+            expires_in=None,
+            rejected_before=claim.error_reason,
+        )
+    left = int((claim.upload_expires_at - now).total_seconds()) if claim.upload_expires_at else 0
+    if left < _MIN_SHARED_SECONDS:
+        return None
+    holder = Image(
+        id=claim.image_id,
+        dataset_id=claim.dataset_id,
+        filename="-",
+        s3_key=claim.s3_key,
+        file_size=claim.file_size,
+        mime_type=claim.mime_type,
+        status=ImageStatus.UPLOADING,
+        created_at=now,
+        updated_at=now,
+        sha256=claim.sha256,
+    )
+    return _ticket(holder, min(expires_in, left))
+
+
+def _copy_of(ticket: UploadTicket) -> UploadTicket:
+    """A second identical file of one batch: the first one's image, no URL."""
+    if ticket.rejected_before is not None:
+        return ticket.model_copy()
+    image_id = ticket.duplicate_of or ticket.image_id
+    return UploadTicket(
+        image_id=image_id, upload_url=None, s3_key=ticket.s3_key, expires_in=None, duplicate_of=image_id
+    )
+
+
+def lookup_hashes(caller: Caller, dataset_id: int, hashes: list[str]) -> HashLookupResponse:
+    """Which hashes an image of the dataset holds, with that image's status as its record says now."""
+    require(caller, dataset_id, Role.VIEWER)
+    claims = hashes_table.get_many(dataset_id, hashes)
+    holders = {i.id: i for i in images_table.get_many(c.image_id for c in claims.values())}
+    found, missing = [], []
+    for sha in dict.fromkeys(hashes):
+        claim = claims.get(sha)
+        image = holders.get(claim.image_id) if claim else None
+        if image is None or image.dataset_id != dataset_id:
+            missing.append(sha)
+        else:
+            found.append(
+                HashMatch(sha256=sha, image_id=image.id, status=image.status, error_reason=image.error_reason)
+            )
+    return HashLookupResponse(found=found, missing=missing)
 
 
 def confirm_upload(caller: Caller, dataset_id: int, image_ids: list[int]) -> ConfirmUploadResponse:
@@ -217,7 +341,7 @@ def delete_image(caller: Caller, image_id: int) -> DeleteResult:
     image = get_image(caller, image_id, Role.EDITOR)
     prefixes = [thumbnail_prefix(image.dataset_id, image.id)]
     images_bucket.delete_everything(keys=[image.s3_key], prefixes=prefixes)
-    if not images_table.delete(image):
+    if not hashes_table.delete_image(image):
         raise ImageNotFoundError(image_id)
     images_bucket.delete_everything(keys=[image.s3_key], prefixes=prefixes)
     return DeleteResult(message=f"Image {image_id} deleted", id=image_id)

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 
-from uploads_core import images_bucket, images_table
+from uploads_core import hashes_table, images_bucket, images_table
 from uploads_core.keys import thumbnail_prefix
 from uploads_core.models import ImageStatus, UtcDateTime
 
@@ -36,7 +36,7 @@ def remove_stale_uploads(now: datetime, stale_after: timedelta) -> CleanupReport
     prefixes: list[str] = []
     for image in images_table.query_stale_uploads(cutoff):
         found += 1
-        if images_table.delete_if_status(image, ImageStatus.UPLOADING):
+        if hashes_table.delete_image(image, ImageStatus.UPLOADING):
             removed += 1
             keys.append(image.s3_key)
             prefixes.append(thumbnail_prefix(image.dataset_id, image.id))

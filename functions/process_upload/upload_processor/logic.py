@@ -10,15 +10,41 @@ to the (versioned) bucket. So:
   verified version becomes current again), and its own thumbnail when its verdict lost.
 """
 
+import hashlib
 import time
 
 from upload_processor import inspection
 from upload_processor.models import Outcome, UploadedObject
-from uploads_core import images_bucket, images_table, keys, lifecycle
+from uploads_core import hashes_table, images_bucket, images_table, keys, lifecycle
 from uploads_core.models import ErrorReason, Image, ImageStatus
 from uploads_core.settings import get_settings
 
 _EXTENSIONS = {"image/webp": "webp", "image/jpeg": "jpg", "image/png": "png"}
+# Rejections of the bytes themselves, whatever was declared: a claim on their hash says so
+# (rejected_before). The others (type, size, checksum) judge the declaration: the claim is released.
+_BYTES_REJECTED = frozenset({"not_an_image", "too_many_pixels", "too_complex", "corrupt"})
+_DRAIN_CHUNK = 1024 * 1024
+
+
+class HashingReader:
+    """Hashes every byte read through it (the inspection reads a good image whole); `hexdigest` reads
+    what is left, up to `size` bytes in all, without keeping it."""
+
+    def __init__(self, source: inspection.Readable, size: int) -> None:
+        self._source, self._left, self._hash = source, size, hashlib.sha256()
+
+    def read(self, size: int, /) -> bytes:
+        data = self._source.read(min(size, self._left))
+        self._left -= len(data)
+        self._hash.update(data)
+        return data
+
+    def hexdigest(self) -> str | None:
+        """The SHA-256 of all `size` bytes; None if the object ended sooner."""
+        while self._left > 0:
+            if not self.read(_DRAIN_CHUNK):
+                return None
+        return self._hash.hexdigest()
 
 
 def _find_record(key: str) -> Image | None:
@@ -54,18 +80,27 @@ def process_object(obj: UploadedObject) -> Outcome:
     opened = images_bucket.open_version(obj.key, obj.version_id)
     if opened is None:
         return Outcome(key=obj.key, result="superseded", image_id=image.id)  # that version is gone
+    reader = HashingReader(opened.body, opened.size)
     try:
-        facts = inspection.inspect(
-            opened.body,
-            size=opened.size,
-            declared_mime=image.mime_type,
-            declared_size=image.file_size,
-            max_pixels=get_settings().max_image_pixels,
-        )
-    except inspection.Rejected as rejected:
-        return _reject(image, obj, ErrorReason(code=rejected.code, message=rejected.message))
+        try:
+            facts = inspection.inspect(
+                reader,
+                size=opened.size,
+                declared_mime=image.mime_type,
+                declared_size=image.file_size,
+                max_pixels=get_settings().max_image_pixels,
+            )
+        except inspection.Rejected as rejected:
+            # A declared hash is only called rejected for bytes read whole (<= the declared size).
+            sha256 = reader.hexdigest() if image.sha256 and opened.size == image.file_size else None
+            return _reject(image, obj, ErrorReason(code=rejected.code, message=rejected.message), sha256)
+        sha256 = reader.hexdigest()
     finally:
         opened.body.close()
+    if sha256 is None or (image.sha256 is not None and sha256 != image.sha256):
+        # S3 checks a signed x-amz-checksum-sha256; this holds even where it was not (or not signed).
+        reason = ErrorReason(code="checksum_mismatch", message="the bytes' SHA-256 is not the one declared")
+        return _reject(image, obj, reason, sha256)
 
     thumbnail_key = keys.thumbnail_key(image.dataset_id, image.id, _EXTENSIONS[facts.thumbnail_mime])
     thumbnail_version = images_bucket.put_file(thumbnail_key, facts.thumbnail, facts.thumbnail_mime)
@@ -82,10 +117,18 @@ def process_object(obj: UploadedObject) -> Outcome:
         "error_reason": None,
         "object_etag": obj.etag,
         "object_version": obj.version_id,
+        "sha256": sha256,
     }
-    if images_table.record_verdict(image, changes, obj.sequencer) is None:
+    verdict = hashes_table.record_upload(image, changes, obj.sequencer)
+    if verdict != "recorded":
         images_bucket.delete_version(thumbnail_key, thumbnail_version)
+    if verdict == "lost":
         return _lost(image, obj)
+    if verdict == "duplicate":
+        holder = hashes_table.get(image.dataset_id, sha256)
+        where = f"image {holder.image_id}" if holder else "another image"
+        reason = ErrorReason(code="duplicate", message=f"these bytes are already {where} of this dataset")
+        return _reject(image, obj, reason, sha256)
     # `uploaded` is final, so any other thumbnail of this image is litter (an invocation that died
     # between its thumbnail and its verdict, or one whose verdict is about to lose).
     images_bucket.delete_everything(
@@ -94,7 +137,8 @@ def process_object(obj: UploadedObject) -> Outcome:
     return Outcome(key=obj.key, result="uploaded", image_id=image.id, width=facts.width, height=facts.height)
 
 
-def _reject(image: Image, obj: UploadedObject, reason: ErrorReason) -> Outcome:
+def _reject(image: Image, obj: UploadedObject, reason: ErrorReason, sha256: str | None = None) -> Outcome:
+    """`sha256`: of the bytes rejected, when they were read whole."""
     changes = {
         "status": ImageStatus.ERROR,
         "error_reason": reason,
@@ -109,8 +153,15 @@ def _reject(image: Image, obj: UploadedObject, reason: ErrorReason) -> Outcome:
         "object_etag": obj.etag,
         "object_version": obj.version_id,
     }
+    if sha256 is not None:
+        changes["sha256"] = sha256  # else the declared one stays (or none)
     if images_table.record_verdict(image, changes, obj.sequencer) is None:
         return _lost(image, obj)
+    if image.sha256 is not None:
+        if reason.code in _BYTES_REJECTED and sha256 == image.sha256:
+            hashes_table.mark_rejected(image, reason)
+        else:
+            hashes_table.release(image)
     # A rejected version is never served, nor kept.
     images_bucket.delete_version(obj.key, obj.version_id)
     return Outcome(key=obj.key, result="rejected", image_id=image.id, error_reason=reason)

@@ -94,6 +94,8 @@ class ImageRecord(Model):
     placeholder = UnicodeAttribute(null=True)
     has_location = BooleanAttribute(null=True)
 
+    sha256 = UnicodeAttribute(null=True)
+
     dataset_index = DatasetIndex()
     dataset_status_index = DatasetStatusIndex()
     s3_key_index = S3KeyIndex()
@@ -273,10 +275,39 @@ def record_verdict(image: Image, changes: dict, sequencer: str, now: datetime | 
     """The S3 trigger's judgement of one object version. None when the record is gone, when its
     status does not allow the verdict (an `uploaded` image is final), or when a later version
     (greater sequencer) was judged already."""
+    changes, condition = _verdict(changes, sequencer)
+    return _conditional_update(image, changes, condition, now)
+
+
+def _verdict(changes: dict, sequencer: str) -> tuple[dict, object]:
     seq = sequencer_key(sequencer)
     condition = ImageRecord.status.is_in(*(str(s) for s in lifecycle.sources(changes["status"])))
     condition &= ImageRecord.object_sequencer.does_not_exist() | (ImageRecord.object_sequencer < seq)
-    return _conditional_update(image, {**changes, "object_sequencer": seq}, condition, now)
+    return {**changes, "object_sequencer": seq}, condition
+
+
+# Writes of this table inside a transaction of hashes_table (one image and its hash claim).
+
+
+def record_verdict_in(transaction, image: Image, changes: dict, sequencer: str) -> None:
+    """`record_verdict` as one action of a transaction, same condition."""
+    changes, condition = _verdict(changes, sequencer)
+    transaction.update(_to_record(image), _actions(image, changes, None), condition=condition)
+
+
+def put_new_in(transaction, image: Image) -> None:
+    transaction.save(_to_record(image), condition=ImageRecord.id.does_not_exist())
+
+
+def delete_in(transaction, image: Image, status: ImageStatus | None = None) -> None:
+    """`delete` (or `delete_if_status`) as one action of a transaction, on the condition that the record
+    still has the hash it was read with (a verdict may have added one: then its claim goes too)."""
+    condition = ImageRecord.id.exists() if status is None else ImageRecord.status == str(status)
+    if image.sha256 is None:
+        condition &= ImageRecord.sha256.does_not_exist()
+    else:
+        condition &= ImageRecord.sha256 == image.sha256
+    transaction.delete(ImageRecord(image.id), condition=condition)
 
 
 def query_stale_uploads(expired_before: datetime) -> Iterator[Image]:

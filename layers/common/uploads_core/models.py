@@ -40,6 +40,9 @@ MAX_SKIP = 10_000
 MAX_ID = 2**53 - 1
 # Thumbnails live outside the trigger's `datasets/` prefix, so writing one never re-triggers.
 THUMBNAIL_PREFIX = "thumbnails/"
+# Content addressing: a file's SHA-256 as 64 lowercase hex digits; hashes per lookup.
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+MAX_LOOKUP = 1000
 
 
 def _json_number(value: object) -> object:
@@ -53,6 +56,9 @@ JsonInt = Annotated[int, BeforeValidator(_json_number)]
 PositiveId = Annotated[int, Field(gt=0, le=MAX_ID), BeforeValidator(_json_number)]
 Dimension = Annotated[int, Field(gt=0, le=1_000_000), BeforeValidator(_json_number)]
 ExpiresIn = Annotated[int, Field(ge=1, le=MAX_EXPIRES_IN)]
+Sha256 = Annotated[
+    str, Field(pattern=SHA256_PATTERN, description="SHA-256 of the file's bytes, 64 lowercase hex digits")
+]
 
 
 def utc_now() -> datetime:
@@ -82,6 +88,11 @@ class FileToUpload(BaseModel):
         json_schema_extra=lambda schema: schema.update(maximum=get_settings().max_upload_bytes),
     )
     mime_type: MimeType = Field(examples=["image/jpeg"])
+    sha256: Sha256 | None = Field(
+        default=None,
+        description="With it, the upload URL also signs `x-amz-checksum-sha256` (S3 refuses other bytes), "
+        "and a file already `uploaded` (or rejected) in the dataset gets no URL",
+    )
 
     @field_validator("file_size")
     @classmethod
@@ -98,11 +109,31 @@ class PrepareUploadRequest(BaseModel):
     files: list[FileToUpload] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+class ErrorReason(BaseModel):
+    """Why the processor rejected an upload: a short code and a sentence for people."""
+
+    code: str
+    message: str
+
+
 class UploadTicket(BaseModel):
     image_id: int
-    upload_url: str
+    upload_url: str | None = Field(description="null when the file is a duplicate or was rejected before")
     s3_key: str
-    expires_in: int
+    expires_in: int | None
+    upload_headers: dict[str, str] | None = Field(
+        default=None,
+        description="The exact headers to send with the PUT: Content-Type, and x-amz-checksum-sha256 "
+        "(base64 of the digest) when `sha256` was given; null when there is no URL",
+    )
+    duplicate_of: int | None = Field(
+        default=None,
+        description="The image that already holds these bytes (`uploaded` in this dataset, or the first "
+        "of this batch): no new record, no URL",
+    )
+    rejected_before: ErrorReason | None = Field(
+        default=None, description="These bytes were rejected before in this dataset: no URL, do not resend"
+    )
 
 
 class PrepareUploadResponse(BaseModel):
@@ -122,13 +153,6 @@ class ConfirmUploadResponse(BaseModel):
         description="Objects present but not yet verified when confirm stopped waiting: still "
         "`uploading`; confirm again (or poll the image) to see their verdict",
     )
-
-
-class ErrorReason(BaseModel):
-    """Why the processor rejected an upload: a short code and a sentence for people."""
-
-    code: str
-    message: str
 
 
 class Image(BaseModel):
@@ -161,6 +185,11 @@ class Image(BaseModel):
     )
     has_location: bool | None = Field(
         default=None, description="The original carries GPS coordinates (EXIF): set when uploaded"
+    )
+    sha256: str | None = Field(
+        default=None,
+        description="SHA-256 of the bytes (hex): declared at prepare-upload (S3 refuses other bytes), or "
+        "computed by the S3 trigger; an `uploaded` image's is always the one of its stored bytes",
     )
     # Bookkeeping of the S3 trigger, not part of the API's answers: the object version last judged
     # (the verified one when `uploaded`), its event's sequencer, and the thumbnail made from it.
@@ -255,3 +284,43 @@ class RoleGrant(BaseModel):
 class MemberRemoved(BaseModel):
     message: str
     sub: str
+
+
+class HashLookupRequest(BaseModel):
+    sha256: list[Sha256] = Field(min_length=1, max_length=MAX_LOOKUP)
+
+
+class HashMatch(BaseModel):
+    sha256: str
+    image_id: int
+    status: ImageStatus
+    error_reason: ErrorReason | None = None
+
+
+class HashLookupResponse(BaseModel):
+    """Which of the hashes an image of the dataset holds (uploaded, being uploaded, or rejected)."""
+
+    found: list[HashMatch]
+    missing: list[str]
+
+
+class HashState(StrEnum):
+    """Who holds a hash in a dataset (the hashes table), see hashes_table.py."""
+
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    REJECTED = "rejected"
+
+
+class HashClaim(BaseModel):
+    """The image holding a (dataset, sha256): the one being uploaded, uploaded, or rejected with it."""
+
+    dataset_id: int
+    sha256: str
+    image_id: int
+    state: HashState
+    s3_key: str
+    file_size: int
+    mime_type: str
+    upload_expires_at: UtcDateTime | None = None
+    error_reason: ErrorReason | None = None

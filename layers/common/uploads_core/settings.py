@@ -16,6 +16,8 @@ class Settings(BaseSettings):
     # authorizer), "open" lets anyone do anything. Failing closed: jwt unless said otherwise.
     auth_mode: Literal["jwt", "open"] = "jwt"
     members_table: str = ""
+    # Which image holds which bytes in a dataset (content-addressed uploads).
+    hashes_table: str = ""
     # Keys the HMAC of list cursors; the template passes the stack id.
     cursor_secret: str = Field(default="", repr=False)
     aws_region: str | None = None

@@ -19,6 +19,8 @@ from uploads_core.models import (
     DEFAULT_EXPIRES_IN,
     ConfirmUploadRequest,
     ConfirmUploadResponse,
+    HashLookupRequest,
+    HashLookupResponse,
     Image,
     ImageWithUrl,
     PrepareUploadRequest,
@@ -66,6 +68,16 @@ def confirm_upload(dataset_id: DatasetId, body: ConfirmUploadRequest) -> Confirm
     logger.info("Uploads confirmed", extra=response.model_dump(exclude={"message"}))
     count("ImagesConfirmed", response.updated_count)
     return response
+
+
+@router.post(
+    "/datasets/<dataset_id>/images/lookup",
+    summary="Which of these SHA-256 hashes an image of the dataset holds",
+    responses=responses(400, 403, 404),
+)
+def lookup_images(dataset_id: DatasetId, body: HashLookupRequest) -> HashLookupResponse:
+    logger.append_keys(dataset_id=dataset_id)
+    return logic.lookup_hashes(caller(router), dataset_id, body.sha256)
 
 
 @router.get(

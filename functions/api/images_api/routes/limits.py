@@ -29,6 +29,7 @@ class UploadLimits(BaseModel):
     default_expires_in: int = Field(description="`expires_in` when none is given, seconds")
     max_page_size: int = Field(description="Largest `limit` of a listing")
     max_skip: int = Field(description="Largest `skip` of a listing (deeper: the cursor)")
+    max_lookup: int = Field(description="Most hashes per `POST /datasets/{dataset_id}/images/lookup`")
 
 
 def current_limits() -> UploadLimits:
@@ -43,6 +44,7 @@ def current_limits() -> UploadLimits:
         default_expires_in=models.DEFAULT_EXPIRES_IN,
         max_page_size=models.MAX_PAGE_SIZE,
         max_skip=models.MAX_SKIP,
+        max_lookup=models.MAX_LOOKUP,
     )
 
 
