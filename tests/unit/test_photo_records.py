@@ -63,8 +63,12 @@ def located(api, processor, built_once):
     """Dataset 1: 12 uploaded JPEGs, ids 3, 4, 9 and 11 of them with GPS; one still uploading."""
 
     def build():
-        plain, gps = sample_images.jpeg(40, 30), with_gps(Image.new("RGB", (40, 30), (9, 9, 9)))
-        files = [(f"p{i}.jpg", gps if i in (3, 4, 9, 11) else plain, "image/jpeg") for i in range(1, 13)]
+        # Distinct bytes each: a dataset holds a picture's bytes once (duplicates are rejected).
+        def photo(i: int) -> bytes:
+            picture = Image.new("RGB", (40, 30), (9, 9, 20 * i))
+            return with_gps(picture) if i in (3, 4, 9, 11) else sample_images.encode(picture, "JPEG")
+
+        files = [(f"p{i}.jpg", photo(i), "image/jpeg") for i in range(1, 13)]
         ids = upload(api, processor, 1, files)
         pending = api.prepare(1, [jpeg_file("later.jpg")]).json["uploads"][0]["image_id"]
         return ids, [ids[i - 1] for i in (3, 4, 9, 11)], pending
