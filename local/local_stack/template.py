@@ -306,18 +306,18 @@ def _create(call: Any, exists: str, **kwargs: Any) -> None:
 
 
 def create_resources(
-    template: Mapping[str, Any], dynamodb_client: Any, s3_client: Any, sqs_client: Any = None, **names: Any
+    names: Names, dynamodb_client: Any, s3_client: Any, sqs_client: Any = None
 ) -> dict[str, str]:
     """Create the template's tables, buckets and (given ``sqs_client``) queues; existing ones stay.
 
     Returns LogicalId -> physical name. Encryption, backups, logging and lifecycle rules are left out.
     """
-    local, created = Names(template, **names), {}
-    for logical_id, resource in (template.get("Resources") or {}).items():
-        rtype, name = resource["Type"], local.physical_name(logical_id)
+    created = {}
+    for logical_id, resource in (names.template.get("Resources") or {}).items():
+        rtype, name = resource["Type"], names.physical_name(logical_id)
         if rtype not in ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue" if sqs_client else ""):
             continue
-        props = local.resolve(resource.get("Properties") or {})
+        props = names.resolve(resource.get("Properties") or {})
         if rtype == "AWS::DynamoDB::Table":
             keys = ("IndexName", "KeySchema", "Projection")
             indexes = [{k: index[k] for k in keys} for index in props.get("GlobalSecondaryIndexes", [])]
