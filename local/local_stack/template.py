@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from botocore.exceptions import ClientError
+from samcli.yamlhelper import yaml_parse
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
@@ -49,28 +49,9 @@ UNSUPPORTED_PROPERTIES = {
 }
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """A SafeLoader that turns CloudFormation's short tags (!Ref, !Sub...) into their long form."""
-
-
-def _construct_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        value = value.split(".", 1) if suffix == "GetAtt" else value
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
 def load_template(path: str | Path = DEFAULT_TEMPLATE) -> dict[str, Any]:
-    """The YAML template in its long form; a relative path is taken from the repository root."""
-    with (REPO_ROOT / path).open(encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader
+    """The YAML template in its long form (SAM CLI's reader); a relative path is from the repository root."""
+    return yaml_parse((REPO_ROOT / path).read_text(encoding="utf-8"))
 
 
 def resources_of_type(template: Mapping[str, Any], *types: str) -> dict[str, dict[str, Any]]:
