@@ -29,7 +29,6 @@ from local_stack.template import (
     function_environment,
     functions,
     load_template,
-    resources_of_type,
 )
 
 BUILD = REPO_ROOT / ".aws-sam" / "build"
@@ -59,13 +58,8 @@ def check_native_extensions(build: Path) -> list[str]:
 
 def artifact_paths(template: dict, build: Path) -> dict[str, list[Path]]:
     """Function logical id -> its artifact folder and its layers' `python/` folders in `build`."""
-    layer_ids = {
-        str(props.get("Properties", {}).get("ContentUri", "")).rstrip("/"): logical_id
-        for logical_id, props in resources_of_type(template, "AWS::Serverless::LayerVersion").items()
-    }
     return {
-        logical_id: [build / logical_id]
-        + [build / layer_ids[layer.rstrip("/")] / "python" for layer in info.layers]
+        logical_id: [build / logical_id, *(build / layer / "python" for layer in info.layers)]
         for logical_id, info in functions(template).items()
     }
 

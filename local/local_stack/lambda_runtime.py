@@ -166,7 +166,7 @@ class LambdaRuntime:
             if logical_id not in self._workers:
                 info = self.functions[logical_id]
                 # A layer's content sits at its directory's root locally (no python/ folder).
-                paths = [str((self.base_dir / d).resolve()) for d in (info.code_uri, *info.layers)]
+                paths = [str((self.base_dir / d).resolve()) for d in (info.code_uri, *info.layers.values())]
                 initargs = (self.environment(logical_id), paths, info.handler, self.stdout_to_stderr)
                 self._workers[logical_id] = _Workers(self.concurrency(logical_id), initargs)
             return self._workers[logical_id]

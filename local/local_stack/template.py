@@ -2,8 +2,8 @@
 
 Only what this project's template uses is understood; ``unsupported()`` names anything else, and the stack
 refuses to start on it rather than half-emulate it. The SAM template is read as written (Globals merged
-here, events read from the functions) rather than through aws-sam-translator, whose CloudFormation still
-needs every intrinsic resolved and gives the routes back only inside OpenAPI integration URIs.
+by SAM's rules, events read from the functions) rather than through aws-sam-translator's transform, which
+wants S3 CodeUris, renames the layers, and leaves every intrinsic still to resolve.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from samcli.yamlhelper import yaml_parse
+from samtranslator.plugins.globals.globals import GlobalProperties
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
@@ -129,7 +130,6 @@ class Names:
                 "AWS::Region": region,
                 "AWS::AccountId": account,
                 "AWS::StackId": f"arn:aws:cloudformation:{region}:{account}:stack/{stack}/{stack_uuid}",
-                "AWS::URLSuffix": "amazonaws.com",
                 "AWS::Partition": "aws",
                 "AWS::NoValue": NO_VALUE,
             }[name]
@@ -211,48 +211,32 @@ class FunctionInfo:
     code_uri: str  # a directory relative to the template's, e.g. "functions/api"
     handler: str  # "package.module.function"
     runtime: str
-    layers: tuple[str, ...]  # its layers' content directories, relative like code_uri
+    layers: Mapping[str, str]  # its layers' logical ids -> their content directories, relative like code_uri
     timeout: int
     memory_size: int
     properties: Mapping[str, Any]  # merged with Globals.Function, unresolved
 
 
-def _merge(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
-    # SAM's Globals rules: maps are merged, lists add up (globals first), anything else is replaced.
-    merged = dict(base)
-    for key, value in own.items():
-        current = merged.get(key)
-        if isinstance(current, dict) and isinstance(value, dict) and not _intrinsic_keys(value):
-            merged[key] = _merge(current, value)
-        else:
-            merged[key] = current + value if isinstance(current, list) and isinstance(value, list) else value
-    return merged
-
-
-def _intrinsic_keys(value: Mapping[str, Any]) -> bool:
-    return any(key == "Ref" or key.startswith("Fn::") for key in value)
-
-
 def function_properties(template: Mapping[str, Any], logical_id: str) -> dict[str, Any]:
-    global_props = (template.get("Globals") or {}).get("Function") or {}
-    return _merge(global_props, template["Resources"][logical_id].get("Properties") or {})
+    # SAM's own rules: maps are merged, lists add up (globals first), anything else is replaced.
+    global_props = GlobalProperties((template.get("Globals") or {}).get("Function") or {})
+    return global_props.merge(template["Resources"][logical_id].get("Properties") or {})
 
 
 def functions(template: Mapping[str, Any]) -> dict[str, FunctionInfo]:
     """Every AWS::Serverless::Function, with Globals.Function merged in."""
-    out = {}
+    out, resources = {}, template["Resources"]
     for logical_id in resources_of_type(template, "AWS::Serverless::Function"):
         props = function_properties(template, logical_id)
         # Only this template's layers have their code here.
-        layers = [
-            template["Resources"][layer["Ref"]] for layer in props.get("Layers") or [] if "Ref" in layer
-        ]
+        layers = [layer["Ref"] for layer in props.get("Layers") or [] if "Ref" in layer]
+        content = {lid: resources[lid]["Properties"]["ContentUri"].rstrip("/") for lid in layers}
         out[logical_id] = FunctionInfo(
             logical_id=logical_id,
             code_uri=str(props.get("CodeUri", ".")).rstrip("/"),
             handler=str(props["Handler"]),
             runtime=str(props.get("Runtime", "")),
-            layers=tuple(str(layer["Properties"]["ContentUri"]).rstrip("/") for layer in layers),
+            layers=content,
             timeout=int(props.get("Timeout", 3)),
             memory_size=int(props.get("MemorySize", 128)),
             properties=props,

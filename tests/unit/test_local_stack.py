@@ -112,7 +112,7 @@ def test_functions_merge_globals_and_find_their_layer_directories(template):
         "images_api.handler.lambda_handler",
         "python3.13",
     )
-    assert (info.layers, info.timeout, info.memory_size) == (("layers/common",), 29, 512)
+    assert (info.layers, info.timeout, info.memory_size) == ({"CommonLayer": "layers/common"}, 29, 512)
     assert functions(template)["ProcessUploadFunction"].timeout == 60
     assert info.properties["Tracing"] == "Active"  # from Globals
 
