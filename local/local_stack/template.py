@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
-from samcli.yamlhelper import yaml_parse
-from samtranslator.plugins.globals.globals import GlobalProperties
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
@@ -52,6 +50,9 @@ UNSUPPORTED_PROPERTIES = {
 
 def load_template(path: str | Path = DEFAULT_TEMPLATE) -> dict[str, Any]:
     """The YAML template in its long form (SAM CLI's reader); a relative path is from the repository root."""
+    # Imported when used (here and below): a function's worker imports this module, not these.
+    from samcli.yamlhelper import yaml_parse
+
     return yaml_parse((REPO_ROOT / path).read_text(encoding="utf-8"))
 
 
@@ -218,6 +219,8 @@ class FunctionInfo:
 
 
 def function_properties(template: Mapping[str, Any], logical_id: str) -> dict[str, Any]:
+    from samtranslator.plugins.globals.globals import GlobalProperties
+
     # SAM's own rules: maps are merged, lists add up (globals first), anything else is replaced.
     global_props = GlobalProperties((template.get("Globals") or {}).get("Function") or {})
     return global_props.merge(template["Resources"][logical_id].get("Properties") or {})
