@@ -3,6 +3,7 @@ configuration, and the `invoke` command's refusals. The running triggers are tes
 tests/integration/test_local_stack.py."""
 
 import json
+import re
 import socket
 import time
 import uuid
@@ -144,12 +145,15 @@ def test_the_records_are_what_s3_sends(fake_aws, monkeypatch):
     s3.create_bucket(Bucket="bkt")
     s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled"})
     arn = "arn:aws:lambda:us-east-1:123456789012:function:Fn"
-    config = {"Id": "FnUploads", "LambdaFunctionArn": arn, "Events": ["s3:ObjectCreated:*"]}
+    events = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    config = {"Id": "FnUploads", "LambdaFunctionArn": arn, "Events": events}
     s3.put_bucket_notification_configuration(
         Bucket="bkt", NotificationConfiguration={"LambdaFunctionConfigurations": [config]}
     )
     written = s3.put_object(Bucket="bkt", Key="datasets/1/voiture été (1).jpg", Body=b"abc")
     ((record,),) = [event["Records"] for event in delivered]
+    s3.delete_object(Bucket="bkt", Key="datasets/1/voiture été (1).jpg", VersionId=written["VersionId"])
+    deleted = delivered[-1]["Records"][0]
     sample = json.loads((EVENTS / "s3" / "object_created.json").read_text())["Records"][0]
     assert list(record) == list(sample)
     assert list(record["s3"]) == list(sample["s3"])
@@ -163,7 +167,11 @@ def test_the_records_are_what_s3_sends(fake_aws, monkeypatch):
         written["VersionId"],
     )
     assert (record["eventName"], record["s3"]["configurationId"]) == ("ObjectCreated:Put", "FnUploads")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["eventTime"])
     assert record["s3"]["bucket"]["arn"] == "arn:aws:s3:::bkt"
+    assert deleted["eventName"].startswith("ObjectRemoved:")
+    assert list(deleted["s3"]["object"]) == ["key", "versionId", "sequencer"]  # no size or eTag
+    assert deleted["s3"]["object"]["sequencer"] > obj["sequencer"]
 
 
 def test_moto_hands_s3_events_to_the_stack_of_their_bucket_stamped_when_written(fake_aws, monkeypatch):
