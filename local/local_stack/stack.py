@@ -3,6 +3,7 @@ resources, its functions in their workers, its HTTP API, and its S3 and schedule
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Mapping
@@ -34,20 +35,20 @@ from local_stack.triggers import (
 INTERNAL_USER_AGENT = "local-stack-internal"
 
 
+@functools.cache  # moto is patched once per process
 def _keep_internal_calls_out_of_moto_recordings() -> None:
     from moto.moto_api import recorder
 
     record = recorder._record_request
-    if not getattr(record, "_local_stack", False):
 
-        def record_unless_internal(request: Any, body: bytes | None = None) -> None:
-            if INTERNAL_USER_AGENT not in request.headers.get("User-Agent", ""):
-                record(request, body)
+    def record_unless_internal(request: Any, body: bytes | None = None) -> None:
+        if INTERNAL_USER_AGENT not in request.headers.get("User-Agent", ""):
+            record(request, body)
 
-        record_unless_internal._local_stack = True  # type: ignore[attr-defined]
-        recorder._record_request = record_unless_internal  # type: ignore[method-assign]
+    recorder._record_request = record_unless_internal  # type: ignore[method-assign]
 
 
+@functools.cache
 def make_dynamodb_writes_atomic() -> None:
     """DynamoDB checks a write's condition and applies it atomically; moto, serving requests in threads,
     checks then writes. Concurrent functions (the API and the S3 trigger) need AWS's rule."""
@@ -60,12 +61,10 @@ def make_dynamodb_writes_atomic() -> None:
             with lock:
                 return method(*args, **kwargs)
 
-        locked._local_stack = True  # type: ignore[attr-defined]
         return locked
 
     for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
-        if not getattr(getattr(DynamoDBBackend, name), "_local_stack", False):
-            setattr(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
+        setattr(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
 
 
 def aws_client(service: str, endpoint: str, user_agent_extra: str = "") -> Any:

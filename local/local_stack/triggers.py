@@ -14,6 +14,7 @@ invocation record goes to the OnFailure SQS queue.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -124,14 +125,12 @@ class Sequencer:
 SEQUENCER = Sequencer()  # one per process, like moto's state
 
 
+@functools.cache  # moto is patched once per process
 def route_s3_events() -> None:
     """Moto's S3 events to Lambda go to the local stack of their bucket, each record written as S3 writes
     it, with the object's versionId and a sequencer given as the object is written (the writes' order)."""
     from moto.core.utils import iso_8601_datetime_with_milliseconds
     from moto.s3 import notifications
-
-    if getattr(notifications, "_local_stack", False):
-        return
 
     def s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
         # S3 form-encodes the key (a space is "+") but keeps its slashes.
@@ -167,7 +166,6 @@ def route_s3_events() -> None:
             target(function_arn.rsplit(":", 1)[1], event)
 
     notifications._get_s3_event, notifications._invoke_awslambda = s3_event, deliver
-    notifications._local_stack = True  # type: ignore[attr-defined]
 
 
 class S3Events:
