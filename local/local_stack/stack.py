@@ -51,8 +51,9 @@ def _keep_internal_calls_out_of_moto_recordings() -> None:
 @functools.cache
 def make_dynamodb_writes_atomic() -> None:
     """DynamoDB checks a write's condition and applies it atomically; moto, serving requests in threads,
-    checks then writes. Concurrent functions (the API and the S3 trigger) need AWS's rule."""
-    from moto.dynamodb.models import DynamoDBBackend
+    checks then writes, and answers from the live item. Concurrent functions (the API and the S3 trigger)
+    need AWS's rule: each write request is handled whole, its answer included, under one lock."""
+    from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
 
@@ -64,7 +65,7 @@ def make_dynamodb_writes_atomic() -> None:
         return locked
 
     for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
-        setattr(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
+        setattr(DynamoHandler, name, atomic(getattr(DynamoHandler, name)))
 
 
 def aws_client(service: str, endpoint: str, user_agent_extra: str = "") -> Any:
