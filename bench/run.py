@@ -37,7 +37,7 @@ import botocore.auth  # noqa: E402
 import botocore.client  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
-from local_stack.template import create_resources, function_environment, load_template  # noqa: E402
+from local_stack.template import Names, create_resources, function_environment, load_template  # noqa: E402
 
 FAKE_AWS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -983,7 +983,7 @@ def main() -> int:
     template = load_template()
     rows: list[Row] = confirm_rows_against_moto_server(template)
     with mock_aws():
-        create_resources(template, boto3.client("dynamodb"), boto3.client("s3"))
+        create_resources(Names(template), boto3.client("dynamodb"), boto3.client("s3"))
         # The note's open API (AuthMode=jwt adds one GetItem per request: the caller's role).
         os.environ.update(function_environment(template, "ApiFunction", parameters={"AuthMode": "open"}))
         os.environ["POWERTOOLS_LOG_LEVEL"] = "WARNING"  # one INFO line per request would drown the table

@@ -32,7 +32,6 @@ from local_stack.template import (
     function_environment,
     functions,
     load_template,
-    resources_of_type,
 )
 
 BUILD = REPO_ROOT / ".aws-sam" / "build"
@@ -76,13 +75,8 @@ def check_bytecode(build: Path) -> list[str]:
 
 def artifact_paths(template: dict, build: Path) -> dict[str, list[Path]]:
     """Function logical id -> its artifact folder and its layers' `python/` folders in `build`."""
-    layer_ids = {
-        str(props.get("Properties", {}).get("ContentUri", "")).rstrip("/"): logical_id
-        for logical_id, props in resources_of_type(template, "AWS::Serverless::LayerVersion").items()
-    }
     return {
-        logical_id: [build / logical_id]
-        + [build / layer_ids[layer.rstrip("/")] / "python" for layer in info.layers]
+        logical_id: [build / logical_id, *(build / layer / "python" for layer in info.layers)]
         for logical_id, info in functions(template).items()
     }
 
@@ -182,20 +176,17 @@ def main() -> int:
         return 2
     template = load_template()
     problems = check_native_extensions(BUILD) + check_bytecode(BUILD)
-    if platform.machine() in ("aarch64", "arm64"):
-        problems += import_handlers(template, BUILD)
-    else:
-        built = [folder for folders in artifact_paths(template, BUILD).values() for folder in folders]
-        dists = native_distributions(built)
-        print("native code built for this machine instead:", ", ".join(f"{n}=={v}" for n, v in dists))
-        try:
-            host_natives(dists)
-        except subprocess.CalledProcessError as error:
-            print(f"FAIL no build of {dists} for this machine: {error}", file=sys.stderr)
-            return 1
+    # On another machine, each function's native distributions built for this one go first on its path.
+    host = platform.machine() not in ("aarch64", "arm64")
+    try:
         problems += import_handlers(
-            template, BUILD, lambda folders: host_natives(native_distributions(folders))
+            template, BUILD, lambda folders: host_natives(native_distributions(folders)) if host else []
         )
+    except subprocess.CalledProcessError as error:
+        print(
+            f"FAIL no build for this machine of the artifact's native distributions: {error}", file=sys.stderr
+        )
+        return 1
     for problem in problems:
         print("FAIL", problem, file=sys.stderr)
     return 1 if problems else 0

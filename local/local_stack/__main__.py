@@ -95,10 +95,7 @@ def serve(args: argparse.Namespace) -> int:
 
     template = load_template(args.template)
     if problems := unsupported(template):
-        print(
-            "\n".join(f"local_stack: {args.template.name}: {problem}" for problem in problems),
-            file=sys.stderr,
-        )
+        print("\n".join(f"local_stack: {args.template.name}: {p}" for p in problems), file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if not args.verbose:  # moto (werkzeug) logs every call; the SDKs chat about credentials
@@ -164,17 +161,9 @@ def _runtime(args: argparse.Namespace, names: Names) -> LambdaRuntime:
     except OSError as error:
         hint = "start it first with `make run` (or give its --aws-port)"
         raise Exit(f"no local stack at {endpoint} ({error.strerror or error}): {hint}", 3) from None
-    base_dir, given = (
-        (REPO_ROOT / args.template).parent,
-        {"stack_name": names.stack_name, "parameters": names.parameters},
-    )
+    base_dir = (REPO_ROOT / args.template).parent
     return LambdaRuntime(
-        names.template,
-        aws_endpoint=endpoint,
-        base_dir=base_dir,
-        max_concurrency=1,
-        stdout_to_stderr=True,
-        **given,
+        names, aws_endpoint=endpoint, base_dir=base_dir, max_concurrency=1, stdout_to_stderr=True
     )
 
 
@@ -200,22 +189,16 @@ def invoke(args: argparse.Namespace) -> int:
 def replay(args: argparse.Namespace) -> int:
     """The function's failed events (in its OnFailure queue) invoked again synchronously, as
     ops/replay_failures.py does on AWS; a message is deleted only when its event was replayed."""
-    import boto3
     from replay_failures import drain, replayer, report
 
+    from local_stack.stack import aws_client
     from local_stack.triggers import invoke_config
 
     names = _names(args, args.function)
     if (queue := invoke_config(names, args.function)[1]) is None:
         raise Exit(f"{args.function} has no SQS OnFailure destination in its EventInvokeConfig", 2)
-    runtime, fake = _runtime(args, names), "testing"  # the local stack's fake credentials
-    sqs = boto3.client(
-        "sqs",
-        "us-east-1",
-        endpoint_url=runtime.aws_endpoint,
-        aws_access_key_id=fake,
-        aws_secret_access_key=fake,
-    )
+    runtime = _runtime(args, names)
+    sqs = aws_client("sqs", runtime.aws_endpoint)  # type: ignore[arg-type]
     handle = replayer(lambda payload: json.dumps(runtime.invoke(args.function, payload)), args.dry_run)
     try:
         return report(

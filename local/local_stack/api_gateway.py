@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Request, Response
@@ -57,21 +57,19 @@ class Route:
         return {name: unquote(value) for name, value in found.groupdict().items()} if found else None
 
 
-def _http_api(template: Mapping[str, Any], **names: Any) -> dict[str, Any]:
+def _http_api(names: Names) -> dict[str, Any]:
     """The properties of the template's HttpApi, resolved."""
-    apis = resources_of_type(template, "AWS::Serverless::HttpApi")
-    return Names(template, **names).resolve(next(iter(apis.values()), {}).get("Properties") or {})
+    apis = resources_of_type(names.template, "AWS::Serverless::HttpApi")
+    return names.resolve(next(iter(apis.values()), {}).get("Properties") or {})
 
 
 def http_routes(template: Mapping[str, Any]) -> list[Route]:
     return [Route(p["Method"].upper(), p["Path"], f) for f, _, p in function_events(template, "HttpApi")]
 
 
-def route_authorizers(
-    template: Mapping[str, Any], fetch: Callable[[str], Any] = fetch_json, **names: Any
-) -> dict[str, JwtAuthorizer]:
+def route_authorizers(names: Names, fetch: Callable[[str], Any] = fetch_json) -> dict[str, JwtAuthorizer]:
     """Route key -> the authorizer its OpenAPI ``security`` names (resolved: with AuthMode=open, none)."""
-    body = _http_api(template, **names).get("DefinitionBody") or {}
+    body = _http_api(names).get("DefinitionBody") or {}
     schemes = (body.get("components") or {}).get("securitySchemes") or {}
     authorizers = {
         name: JwtAuthorizer(s["x-amazon-apigateway-authorizer"], fetch) for name, s in schemes.items()
@@ -106,15 +104,10 @@ class HttpApi:
         self.account_id, self.first, self.fallback = account_id, first, fallback
 
     @classmethod
-    def from_template(
-        cls, template: Mapping[str, Any], invoke: Any, names: dict[str, Any], **kwargs: Any
-    ) -> HttpApi:
-        """The template's HttpApi, resolved with ``names`` (Names' arguments: AuthMode is a parameter)."""
-        cors, authorizers = (
-            _http_api(template, **names).get("CorsConfiguration"),
-            route_authorizers(template, **names),
-        )
-        return cls(http_routes(template), invoke, cors=cors, authorizers=authorizers, **kwargs)
+    def from_template(cls, names: Names, invoke: Any, **kwargs: Any) -> HttpApi:
+        """The template's HttpApi, resolved with ``names`` (AuthMode is a parameter)."""
+        cors, authorizers = _http_api(names).get("CorsConfiguration"), route_authorizers(names)
+        return cls(http_routes(names.template), invoke, cors=cors, authorizers=authorizers, **kwargs)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         started, request = time.monotonic(), Request(environ)
@@ -179,17 +172,14 @@ class HttpApi:
     ) -> dict:
         """The payload format 2.0 event API Gateway sends for ``request``."""
         now, body = datetime.now(UTC), request.get_data()
-        headers: dict[str, str] = {}
-        for name, value in request.headers.items():
-            headers[name.lower()] = f"{headers[name.lower()]},{value}" if name.lower() in headers else value
+        # Repeated headers and query parameters are joined with commas (werkzeug's server joins headers).
+        headers = {name.lower(): value for name, value in request.headers.items()}
         host = headers.get("host", "localhost")
         headers.setdefault("x-forwarded-for", request.remote_addr or "127.0.0.1")
         headers.setdefault("x-forwarded-proto", "http")
         headers.setdefault("x-forwarded-port", host.rsplit(":", 1)[-1] if ":" in host else "80")
         headers.setdefault("x-amzn-trace-id", f"Root=1-{int(now.timestamp()):08x}-{uuid.uuid4().hex[:24]}")
-        raw_query, query = request.environ.get("QUERY_STRING", ""), {}
-        for name, value in parse_qsl(raw_query, keep_blank_values=True):
-            query[name] = f"{query[name]},{value}" if name in query else value
+        query = {name: ",".join(values) for name, values in request.args.lists()}
         hostname = host.rsplit(":", 1)[0]
         context = {
             "accountId": self.account_id,
@@ -214,7 +204,7 @@ class HttpApi:
             "version": "2.0",
             "routeKey": route.key,
             "rawPath": request.path,  # decoded, unlike rawQueryString
-            "rawQueryString": raw_query,
+            "rawQueryString": request.environ.get("QUERY_STRING", ""),
             "headers": headers,
             "queryStringParameters": query,
             "requestContext": context,

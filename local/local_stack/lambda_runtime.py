@@ -102,23 +102,22 @@ class _Workers:
 
 
 class LambdaRuntime:
-    """Invokes the functions of ``template`` in their workers; ``close()`` ends them.
+    """Invokes the functions of the template ``names`` resolves in their workers; ``close()`` ends them.
 
-    ``names``: Names' stack_name, region, account_id, parameters; ``aws_endpoint``: the functions'
-    AWS_ENDPOINT_URL; ``stdout_to_stderr``: what the functions print goes to stderr (`invoke`).
+    ``aws_endpoint``: the functions' AWS_ENDPOINT_URL; ``stdout_to_stderr``: what the functions print goes
+    to stderr (`invoke`).
     """
 
     def __init__(
         self,
-        template: Mapping[str, Any],
+        names: Names,
         *,
         aws_endpoint: str | None = None,
         base_dir: Path = REPO_ROOT,  # CodeUri and ContentUri are relative to the template's directory
         max_concurrency: int | None = None,  # per function
         stdout_to_stderr: bool = False,
-        **names: Any,
     ) -> None:
-        self.template, self.names, self.functions = template, Names(template, **names), functions(template)
+        self.names, self.functions = names, functions(names.template)
         self.aws_endpoint, self.base_dir, self.stdout_to_stderr = aws_endpoint, base_dir, stdout_to_stderr
         self.max_concurrency = max_concurrency or int(os.environ.get("LOCAL_MAX_CONCURRENCY", "4"))
         self._workers: dict[str, _Workers] = {}
@@ -167,7 +166,7 @@ class LambdaRuntime:
             if logical_id not in self._workers:
                 info = self.functions[logical_id]
                 # A layer's content sits at its directory's root locally (no python/ folder).
-                paths = [str((self.base_dir / d).resolve()) for d in (info.code_uri, *info.layers)]
+                paths = [str((self.base_dir / d).resolve()) for d in (info.code_uri, *info.layers.values())]
                 initargs = (self.environment(logical_id), paths, info.handler, self.stdout_to_stderr)
                 self._workers[logical_id] = _Workers(self.concurrency(logical_id), initargs)
             return self._workers[logical_id]

@@ -3,6 +3,7 @@ resources, its functions in their workers, its HTTP API, and its S3 and schedule
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from local_stack.api_gateway import HttpApi, static_site
 from local_stack.auth import LocalIssuer, auth_parameters, issuer_url
 from local_stack.lambda_runtime import LambdaRuntime
 from local_stack.s3_front import S3Front
-from local_stack.template import REPO_ROOT, create_resources, load_template, unsupported
+from local_stack.template import REPO_ROOT, Names, create_resources, load_template, unsupported
 from local_stack.triggers import (
     AsyncInvoker,
     S3Events,
@@ -34,24 +35,25 @@ from local_stack.triggers import (
 INTERNAL_USER_AGENT = "local-stack-internal"
 
 
+@functools.cache  # moto is patched once per process
 def _keep_internal_calls_out_of_moto_recordings() -> None:
     from moto.moto_api import recorder
 
     record = recorder._record_request
-    if not getattr(record, "_local_stack", False):
 
-        def record_unless_internal(request: Any, body: bytes | None = None) -> None:
-            if INTERNAL_USER_AGENT not in request.headers.get("User-Agent", ""):
-                record(request, body)
+    def record_unless_internal(request: Any, body: bytes | None = None) -> None:
+        if INTERNAL_USER_AGENT not in request.headers.get("User-Agent", ""):
+            record(request, body)
 
-        record_unless_internal._local_stack = True  # type: ignore[attr-defined]
-        recorder._record_request = record_unless_internal  # type: ignore[method-assign]
+    recorder._record_request = record_unless_internal  # type: ignore[method-assign]
 
 
+@functools.cache
 def make_dynamodb_writes_atomic() -> None:
     """DynamoDB checks a write's condition and applies it atomically; moto, serving requests in threads,
-    checks then writes. Concurrent functions (the API and the S3 trigger) need AWS's rule."""
-    from moto.dynamodb.models import DynamoDBBackend
+    checks then writes, and answers from the live item. Concurrent functions (the API and the S3 trigger)
+    need AWS's rule: each write request is handled whole, its answer included, under one lock."""
+    from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.RLock()
 
@@ -60,12 +62,21 @@ def make_dynamodb_writes_atomic() -> None:
             with lock:
                 return method(*args, **kwargs)
 
-        locked._local_stack = True  # type: ignore[attr-defined]
         return locked
 
     for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
-        if not getattr(getattr(DynamoDBBackend, name), "_local_stack", False):
-            setattr(DynamoDBBackend, name, atomic(getattr(DynamoDBBackend, name)))
+        setattr(DynamoHandler, name, atomic(getattr(DynamoHandler, name)))
+
+
+def aws_client(service: str, endpoint: str, user_agent_extra: str = "") -> Any:
+    fake = "testing"  # the local stack's fake credentials
+    return boto3.client(  # type: ignore[call-overload]
+        service,
+        endpoint_url=endpoint,
+        config=Config(region_name="us-east-1", user_agent_extra=user_agent_extra),
+        aws_access_key_id=fake,
+        aws_secret_access_key=fake,
+    )
 
 
 class LocalStack:
@@ -92,7 +103,7 @@ class LocalStack:
         self.template = template if template is not None else load_template()
         self.host, self.base_dir, self.auth = host, base_dir, auth
         self.retry_delay, self.schedule_period = retry_delay, schedule_period
-        self.names: dict[str, Any] = {"stack_name": stack_name}  # then the AuthMode's parameters
+        self.stack_name = stack_name
         self.ports = {"api": api_port, "aws": aws_port}  # the real ones once started, when 0 was asked
         self.resources: dict[str, str] = {}
         self.triggers: list[str] = []  # what triggers what, for the banner
@@ -118,15 +129,7 @@ class LocalStack:
 
     def client(self, service: str, *, internal: bool = False) -> Any:
         """A boto3 client of the local AWS endpoint; ``internal``: the stack's own plumbing (not recorded)."""
-        config = Config(region_name="us-east-1", user_agent_extra=INTERNAL_USER_AGENT if internal else "")
-        fake = "testing"  # the local stack's fake credentials
-        return boto3.client(  # type: ignore[call-overload]
-            service,
-            endpoint_url=self.aws_endpoint,
-            config=config,
-            aws_access_key_id=fake,
-            aws_secret_access_key=fake,
-        )
+        return aws_client(service, self.aws_endpoint, INTERNAL_USER_AGENT if internal else "")
 
     def _thread(self, name: str, target: Any, *args: Any, **kwargs: Any) -> None:
         self._threads.append(
@@ -153,24 +156,22 @@ class LocalStack:
         )
         # The API's port before anything else: the issuer's URL is a parameter all the rest resolves with.
         self._serve("api", lambda environ, start: (self.api or ServiceUnavailable())(environ, start))
-        self.names["parameters"] = auth_parameters(self.auth, self.api_url)
+        names = Names(
+            self.template, stack_name=self.stack_name, parameters=auth_parameters(self.auth, self.api_url)
+        )
         self.issuer = LocalIssuer(issuer_url(self.api_url)) if self.auth == "jwt" else None
         clients = (self.client("dynamodb"), self.client("s3"), self.client("sqs"))
-        self.resources = create_resources(self.template, *clients, **self.names)
-        self.runtime = LambdaRuntime(
-            self.template, aws_endpoint=self.aws_endpoint, base_dir=self.base_dir, **self.names
-        )
+        self.resources = create_resources(names, *clients)
+        self.runtime = LambdaRuntime(names, aws_endpoint=self.aws_endpoint, base_dir=self.base_dir)
         site = static_site(self.issuer.url if self.issuer else None)
-        self.api = HttpApi.from_template(
-            self.template, self.runtime.invoke, self.names, first=self.issuer, fallback=site
-        )
+        self.api = HttpApi.from_template(names, self.runtime.invoke, first=self.issuer, fallback=site)
         # The triggers: S3 events and schedules, invoking asynchronously.
         invoker = AsyncInvoker(
             self.runtime, self.client("sqs", internal=True), self.retry_delay, self._stopping
         )
-        self._s3_events = S3Events(self.template, self.client("s3", internal=True), invoker, **self.names)
+        self._s3_events = S3Events(names, self.client("s3", internal=True), invoker)
         self.triggers = list(self._s3_events.described)
-        for function_id, rule_arn, expression in schedules(self.template, **self.names):
+        for function_id, rule_arn, expression in schedules(names):
             if (period := schedule_period(expression)) is None:
                 self.triggers.append(f"{expression} -> {function_id} (not run locally)")
                 continue
@@ -182,9 +183,7 @@ class LocalStack:
 
     def invoke(self, logical_id: str, event: Any) -> Any:
         """Run a function of the template in its worker, against the local AWS endpoint."""
-        if self.runtime is None:
-            raise RuntimeError("start() the stack first")
-        return self.runtime.invoke(logical_id, event)
+        return self.runtime.invoke(logical_id, event)  # type: ignore[union-attr]
 
     def stop(self) -> None:
         # Triggers first, then the workers: no thread is left waiting for a running invocation.

@@ -2,8 +2,8 @@
 
 Only what this project's template uses is understood; ``unsupported()`` names anything else, and the stack
 refuses to start on it rather than half-emulate it. The SAM template is read as written (Globals merged
-here, events read from the functions) rather than through aws-sam-translator, whose CloudFormation still
-needs every intrinsic resolved and gives the routes back only inside OpenAPI integration URIs.
+by SAM's rules, events read from the functions) rather than through aws-sam-translator's transform, which
+wants S3 CodeUris, renames the layers, and leaves every intrinsic still to resolve.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from botocore.exceptions import ClientError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -49,28 +48,12 @@ UNSUPPORTED_PROPERTIES = {
 }
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """A SafeLoader that turns CloudFormation's short tags (!Ref, !Sub...) into their long form."""
-
-
-def _construct_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        value = value.split(".", 1) if suffix == "GetAtt" else value
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
 def load_template(path: str | Path = DEFAULT_TEMPLATE) -> dict[str, Any]:
-    """The YAML template in its long form; a relative path is taken from the repository root."""
-    with (REPO_ROOT / path).open(encoding="utf-8") as fh:
-        return yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader
+    """The YAML template in its long form (SAM CLI's reader); a relative path is from the repository root."""
+    # Imported when used (here and below): a function's worker imports this module, not these.
+    from samcli.yamlhelper import yaml_parse
+
+    return yaml_parse((REPO_ROOT / path).read_text(encoding="utf-8"))
 
 
 def resources_of_type(template: Mapping[str, Any], *types: str) -> dict[str, dict[str, Any]]:
@@ -148,7 +131,6 @@ class Names:
                 "AWS::Region": region,
                 "AWS::AccountId": account,
                 "AWS::StackId": f"arn:aws:cloudformation:{region}:{account}:stack/{stack}/{stack_uuid}",
-                "AWS::URLSuffix": "amazonaws.com",
                 "AWS::Partition": "aws",
                 "AWS::NoValue": NO_VALUE,
             }[name]
@@ -230,48 +212,34 @@ class FunctionInfo:
     code_uri: str  # a directory relative to the template's, e.g. "functions/api"
     handler: str  # "package.module.function"
     runtime: str
-    layers: tuple[str, ...]  # its layers' content directories, relative like code_uri
+    layers: Mapping[str, str]  # its layers' logical ids -> their content directories, relative like code_uri
     timeout: int
     memory_size: int
     properties: Mapping[str, Any]  # merged with Globals.Function, unresolved
 
 
-def _merge(base: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
-    # SAM's Globals rules: maps are merged, lists add up (globals first), anything else is replaced.
-    merged = dict(base)
-    for key, value in own.items():
-        current = merged.get(key)
-        if isinstance(current, dict) and isinstance(value, dict) and not _intrinsic_keys(value):
-            merged[key] = _merge(current, value)
-        else:
-            merged[key] = current + value if isinstance(current, list) and isinstance(value, list) else value
-    return merged
-
-
-def _intrinsic_keys(value: Mapping[str, Any]) -> bool:
-    return any(key == "Ref" or key.startswith("Fn::") for key in value)
-
-
 def function_properties(template: Mapping[str, Any], logical_id: str) -> dict[str, Any]:
-    global_props = (template.get("Globals") or {}).get("Function") or {}
-    return _merge(global_props, template["Resources"][logical_id].get("Properties") or {})
+    from samtranslator.plugins.globals.globals import GlobalProperties
+
+    # SAM's own rules: maps are merged, lists add up (globals first), anything else is replaced.
+    global_props = GlobalProperties((template.get("Globals") or {}).get("Function") or {})
+    return global_props.merge(template["Resources"][logical_id].get("Properties") or {})
 
 
 def functions(template: Mapping[str, Any]) -> dict[str, FunctionInfo]:
     """Every AWS::Serverless::Function, with Globals.Function merged in."""
-    out = {}
+    out, resources = {}, template["Resources"]
     for logical_id in resources_of_type(template, "AWS::Serverless::Function"):
         props = function_properties(template, logical_id)
         # Only this template's layers have their code here.
-        layers = [
-            template["Resources"][layer["Ref"]] for layer in props.get("Layers") or [] if "Ref" in layer
-        ]
+        layers = [layer["Ref"] for layer in props.get("Layers") or [] if "Ref" in layer]
+        content = {lid: resources[lid]["Properties"]["ContentUri"].rstrip("/") for lid in layers}
         out[logical_id] = FunctionInfo(
             logical_id=logical_id,
             code_uri=str(props.get("CodeUri", ".")).rstrip("/"),
             handler=str(props["Handler"]),
             runtime=str(props.get("Runtime", "")),
-            layers=tuple(str(layer["Properties"]["ContentUri"]).rstrip("/") for layer in layers),
+            layers=content,
             timeout=int(props.get("Timeout", 3)),
             memory_size=int(props.get("MemorySize", 128)),
             properties=props,
@@ -306,18 +274,18 @@ def _create(call: Any, exists: str, **kwargs: Any) -> None:
 
 
 def create_resources(
-    template: Mapping[str, Any], dynamodb_client: Any, s3_client: Any, sqs_client: Any = None, **names: Any
+    names: Names, dynamodb_client: Any, s3_client: Any, sqs_client: Any = None
 ) -> dict[str, str]:
     """Create the template's tables, buckets and (given ``sqs_client``) queues; existing ones stay.
 
     Returns LogicalId -> physical name. Encryption, backups, logging and lifecycle rules are left out.
     """
-    local, created = Names(template, **names), {}
-    for logical_id, resource in (template.get("Resources") or {}).items():
-        rtype, name = resource["Type"], local.physical_name(logical_id)
+    created = {}
+    for logical_id, resource in (names.template.get("Resources") or {}).items():
+        rtype, name = resource["Type"], names.physical_name(logical_id)
         if rtype not in ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue" if sqs_client else ""):
             continue
-        props = local.resolve(resource.get("Properties") or {})
+        props = names.resolve(resource.get("Properties") or {})
         if rtype == "AWS::DynamoDB::Table":
             keys = ("IndexName", "KeySchema", "Projection")
             indexes = [{k: index[k] for k in keys} for index in props.get("GlobalSecondaryIndexes", [])]

@@ -14,18 +14,19 @@ invocation record goes to the OnFailure SQS queue.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote_plus, unquote_plus
+from urllib.parse import quote_plus
 
 from local_stack.lambda_runtime import LambdaRuntime
 from local_stack.template import Names, function_events, function_properties
@@ -33,8 +34,6 @@ from local_stack.worker import error_payload
 
 log = logging.getLogger("local_stack.events")
 
-_RATE = re.compile(r"rate\(\s*(\d+)\s+(minute|hour|day)s?\s*\)")
-_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 _S3_TARGETS: dict[str, Callable[[str, dict[str, Any]], None]] = {}  # bucket -> (function id, event) -> None
 
 
@@ -66,22 +65,16 @@ class AsyncInvoker:
                 if self.stopping.is_set():  # the event is lost, as with an ended container
                     log.warning("%s %s dropped: the stack is stopping", function_id, description)
                     return
-                ms, retry = (time.monotonic() - started) * 1000, f", retry in {self.retry_delay:g}s"
-                log.error(
-                    "%s %s -> %s: %s in %.0f ms (attempt %d of %d%s)",
-                    *(function_id, description, type(error).__name__, error, ms, attempt, retries + 1),
-                    retry if attempt <= retries else "",
-                    exc_info=True,
-                )
-                if attempt <= retries and self.stopping.wait(self.retry_delay):
-                    return
-                if attempt > retries and queue:
+                retry = f", retry in {self.retry_delay:g}s" if attempt <= retries else ""
+                what = f"{function_id} {description} -> {type(error).__name__}: {error}"
+                log.error("%s (attempt %d of %d%s)", what, attempt, retries + 1, retry, exc_info=True)
+                if not retry and queue:
                     self._send_failure(queue, function_id, request_id, attempt, event, error)
+                elif retry and self.stopping.wait(self.retry_delay):
+                    return
             else:
-                log.info(
-                    "%s %s -> ok in %.0f ms", function_id, description, (time.monotonic() - started) * 1000
-                )
-                return
+                ms = (time.monotonic() - started) * 1000
+                return log.info("%s %s -> ok in %.0f ms", function_id, description, ms)
 
     def _send_failure(
         self, queue: str, function_id: str, request_id: str, attempts: int, event: Any, error: Exception
@@ -132,66 +125,59 @@ class Sequencer:
 SEQUENCER = Sequencer()  # one per process, like moto's state
 
 
+@functools.cache  # moto is patched once per process
 def route_s3_events() -> None:
-    """Moto's S3 events to Lambda, stamped as the object is written, go to the local stack of their bucket."""
+    """Moto's S3 events to Lambda go to the local stack of their bucket, each record written as S3 writes
+    it, with the object's versionId and a sequencer given as the object is written (the writes' order)."""
+    from moto.core.utils import iso_8601_datetime_with_milliseconds
     from moto.s3 import notifications
 
-    if getattr(notifications, "_local_stack", False):
-        return
-    make_event = notifications._get_s3_event
-
-    def stamped(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
-        event = make_event(event_name, bucket, key, notification_id)
-        for record in event["Records"]:
-            if bucket.is_versioned:
-                record["s3"]["object"]["versionId"] = key.version_id
-            record["s3"]["object"]["sequencer"] = SEQUENCER.next()
-        return event
+    def s3_event(event_name: str, bucket: Any, key: Any, notification_id: str) -> dict[str, Any]:
+        # S3 form-encodes the key (a space is "+") but keeps its slashes.
+        obj: dict[str, Any] = {"key": quote_plus(key.name, safe="/")}
+        if event_name.startswith("s3:ObjectCreated"):  # a deletion has no size and no eTag
+            obj |= {"size": key.size, "eTag": key.etag.strip('"')}
+        obj |= {"versionId": key.version_id} if bucket.is_versioned else {}
+        ids = {"x-amz-request-id": uuid.uuid4().hex[:16].upper(), "x-amz-id-2": uuid.uuid4().hex}
+        record = {
+            "eventVersion": "2.1",
+            "eventSource": "aws:s3",
+            "awsRegion": bucket.region_name,
+            "eventTime": iso_8601_datetime_with_milliseconds(),
+            "eventName": event_name.removeprefix("s3:"),
+            "userIdentity": {"principalId": "AWS:AIDALOCALSTACKUSER"},
+            "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+            "responseElements": ids,
+            "s3": {
+                "s3SchemaVersion": "1.0",
+                "configurationId": notification_id,
+                "bucket": {
+                    "name": bucket.name,
+                    "ownerIdentity": {"principalId": "A1LOCALSTACKOWNER"},
+                    "arn": f"arn:aws:s3:::{bucket.name}",
+                },
+                "object": obj | {"sequencer": SEQUENCER.next()},
+            },
+        }
+        return {"Records": [record]}
 
     def deliver(account_id: str, event: dict[str, Any], function_arn: str, region: str) -> None:
         if target := _S3_TARGETS.get(event["Records"][0]["s3"]["bucket"]["name"]):
             target(function_arn.rsplit(":", 1)[1], event)
 
-    notifications._get_s3_event, notifications._invoke_awslambda = stamped, deliver
-    notifications._local_stack = True  # type: ignore[attr-defined]
-
-
-def s3_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Moto's S3 event record completed to the shape and encoding S3 sends to Lambda."""
-    source, bucket = record["s3"]["object"], record["s3"]["bucket"]["name"]
-    # S3 form-encodes the key (a space is "+") but keeps its slashes, which moto encodes.
-    obj = {"key": quote_plus(unquote_plus(source["key"]), safe="/")}
-    kept = ["size", "eTag", "versionId", "sequencer"]
-    if record["eventName"].startswith("ObjectRemoved"):  # a deletion has no size and no eTag
-        kept = kept[2:]
-    obj |= {name: source[name] for name in kept if name in source}
-    ids = {"x-amz-request-id": uuid.uuid4().hex[:16].upper(), "x-amz-id-2": uuid.uuid4().hex}
-    owner = {"principalId": "A1LOCALSTACKOWNER"}
-    return {k: record[k] for k in ("eventVersion", "eventSource", "awsRegion", "eventTime", "eventName")} | {
-        "userIdentity": {"principalId": "AWS:AIDALOCALSTACKUSER"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": ids,
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": record["s3"]["configurationId"],
-            "bucket": {"name": bucket, "ownerIdentity": owner, "arn": f"arn:aws:s3:::{bucket}"},
-            "object": obj,
-        },
-    }
+    notifications._get_s3_event, notifications._invoke_awslambda = s3_event, deliver
 
 
 class S3Events:
     """The notifications of the template's ``Type: S3`` events; ``close()`` stops their deliveries."""
 
-    def __init__(self, template: Mapping[str, Any], s3: Any, invoker: AsyncInvoker, **names: Any) -> None:
-        local, configurations, self.described = Names(template, **names), {}, []
-        for function_id, event_id, props in function_events(template, "S3"):
-            props, arn = local.resolve(props), local.arn(function_id)
+    def __init__(self, names: Names, s3: Any, invoker: AsyncInvoker) -> None:
+        configurations, self.described = {}, []
+        for function_id, event_id, props in function_events(names.template, "S3"):
+            props, arn = names.resolve(props), names.arn(function_id)
             events = [props["Events"]] if isinstance(props["Events"], str) else props["Events"]
             rules = props.get("Filter", {}).get("S3Key", {}).get("Rules", [])
-            rules = [
-                {"Name": rule["Name"].lower(), "Value": rule["Value"]} for rule in rules
-            ]  # moto: lower case
+            rules = [{"Name": r["Name"].lower(), "Value": r["Value"]} for r in rules]  # moto takes lower case
             config = {"Id": f"{function_id}{event_id}", "LambdaFunctionArn": arn, "Events": events}
             config |= {"Filter": {"Key": {"FilterRules": rules}}} if rules else {}
             configurations.setdefault(props["Bucket"], []).append(config)
@@ -205,11 +191,9 @@ class S3Events:
             _S3_TARGETS[bucket] = self._deliver
 
     def _deliver(self, function_id: str, event: dict[str, Any]) -> None:
-        records = [s3_record(record) for record in event["Records"]]
-        described = " ".join(
-            f"{r['eventName']} s3://{r['s3']['bucket']['name']}/{r['s3']['object']['key']}" for r in records
-        )
-        self._events.submit(self.invoker.invoke, function_id, {"Records": records}, described)
+        (record,) = event["Records"]
+        where = f"s3://{record['s3']['bucket']['name']}/{record['s3']['object']['key']}"
+        self._events.submit(self.invoker.invoke, function_id, event, f"{record['eventName']} {where}")
 
     def close(self) -> None:
         for bucket in self.buckets:
@@ -222,23 +206,20 @@ class S3Events:
 
 def schedule_period(expression: str) -> float | None:
     """Seconds between two runs of ``rate(...)``; None for ``cron(...)`` and ``at(...)`` (not run locally)."""
-    if re.fullmatch(r"(cron|at)\(.*\)", expression.strip()):
+    if re.fullmatch(r"\s*(cron|at)\(.*\)\s*", expression):
         return None
-    match = _RATE.fullmatch(expression.strip())
-    if not match or int(match[1]) < 1:
+    match = re.fullmatch(r"\s*rate\(\s*([1-9]\d*)\s+(minute|hour|day)s?\s*\)\s*", expression)
+    if not match:
         raise ValueError(f"not a schedule expression: {expression!r}")
-    return float(int(match[1]) * _UNIT_SECONDS[match[2]])
+    return float(int(match[1]) * {"minute": 60, "hour": 3600, "day": 86400}[match[2]])
 
 
-def schedules(template: Mapping[str, Any], **names: Any) -> list[tuple[str, str, str]]:
+def schedules(names: Names) -> list[tuple[str, str, str]]:
     """(function id, rule ARN, expression) of every ``Type: Schedule`` event."""
-    local = Names(template, **names)
     # CloudFormation names the rule "<stack>-<FunctionEvent>-<random>"; no random part here.
-    rule = f"arn:aws:events:{local.region}:{local.account_id}:rule/{local.stack_name}-"
-    return [
-        (f, f"{rule}{f}{e}", local.resolve(p["Schedule"]))
-        for f, e, p in function_events(template, "Schedule")
-    ]
+    rule = f"arn:aws:events:{names.region}:{names.account_id}:rule/{names.stack_name}-"
+    events = function_events(names.template, "Schedule")
+    return [(f, f"{rule}{f}{e}", names.resolve(p["Schedule"])) for f, e, p in events]
 
 
 def scheduled_event(rule_arn: str, now: datetime | None = None) -> dict[str, Any]:

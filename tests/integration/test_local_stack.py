@@ -202,7 +202,7 @@ class Stub:
 
     def cli(self, *argv: str) -> int:
         """`python -m local_stack COMMAND ...` in this process, against this stack."""
-        options = ["--template", str(self.template_path), "--stack-name", self.stack.names["stack_name"]]
+        options = ["--template", str(self.template_path), "--stack-name", self.stack.stack_name]
         return main([*argv, *options, "--aws-port", str(self.stack.aws_endpoint.rsplit(":", 1)[1])])
 
 
@@ -336,7 +336,7 @@ def test_schedules_run_every_period_with_a_scheduled_event_and_survive_errors(st
     assert period * 0.9 <= third["time"] - second["time"] < period * 4
     event = second["event"]
     assert (event["detail-type"], event["source"], event["detail"]) == ("Scheduled Event", "aws.events", {})
-    rule = f"arn:aws:events:us-east-1:123456789012:rule/{stub.stack.names['stack_name']}-TickerTick"
+    rule = f"arn:aws:events:us-east-1:123456789012:rule/{stub.stack.stack_name}-TickerTick"
     assert event["resources"] == [rule]
     assert first["event"]["id"] != event["id"]
 
@@ -389,7 +389,7 @@ def test_invoke_prints_the_result_of_a_function_run_against_the_running_stack(st
     event_file.write_text(json.dumps({"hello": "world"}))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "local")}
     env.pop("AWS_ENDPOINT_URL", None)
-    options = ["--template", str(stub.template_path), "--stack-name", stub.stack.names["stack_name"]]
+    options = ["--template", str(stub.template_path), "--stack-name", stub.stack.stack_name]
     aws_port = stub.stack.aws_endpoint.rsplit(":", 1)[1]
     done = subprocess.run(
         [

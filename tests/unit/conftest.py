@@ -17,7 +17,7 @@ from moto.core.custom_responses_mock import reset_responses_mock
 from moto.core.models import MockAWS, responses_mock
 
 from local_stack.stack import make_dynamodb_writes_atomic
-from local_stack.template import create_resources, function_environment, load_template
+from local_stack.template import Names, create_resources, function_environment, load_template
 from tests import sample_images
 
 EVENTS = Path(__file__).parents[2] / "events"
@@ -133,7 +133,7 @@ class World:
     def _build(self) -> None:
         self.mock.stop()  # removes every service's data, as the end of a `with mock_aws()`
         self.mock.start()
-        self.names = create_resources(self.template, boto3.client("dynamodb"), boto3.client("s3"))
+        self.names = create_resources(Names(self.template), boto3.client("dynamodb"), boto3.client("s3"))
         self._built = self._state()
         self.builds += 1
 

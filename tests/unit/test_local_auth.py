@@ -20,7 +20,7 @@ from werkzeug.test import Client
 
 from local_stack.api_gateway import HttpApi, http_routes, route_authorizers
 from local_stack.auth import CLIENT_ID, LocalIssuer, auth_parameters
-from local_stack.template import function_environment, load_template
+from local_stack.template import Names, function_environment, load_template
 
 API_URL = "http://127.0.0.1:3000"
 ISSUER = f"{API_URL}/_local/oidc"
@@ -49,7 +49,7 @@ def gateway(template, issuer):
         return {"statusCode": 200, "body": json.dumps({"ok": True})}
 
     api = HttpApi.from_template(
-        template, invoke, {"parameters": auth_parameters("jwt", API_URL)}, first=issuer
+        Names(template, parameters=auth_parameters("jwt", API_URL)), invoke, first=issuer
     )
     client = Client(api)
     fetched: list[str] = []
@@ -93,14 +93,14 @@ def standard_claims(**changes) -> dict:
 def test_open_mode_has_no_authorizer_and_tells_the_function(template):
     parameters = auth_parameters("open", API_URL)
     assert parameters == {"AuthMode": "open"}
-    assert route_authorizers(template, parameters=parameters) == {}
+    assert route_authorizers(Names(template, parameters=parameters)) == {}
     assert function_environment(template, "ApiFunction", parameters=parameters)["AUTH_MODE"] == "open"
 
 
 def test_jwt_mode_puts_the_local_issuer_on_every_route_the_template_secures(template):
     parameters = auth_parameters("jwt", API_URL)
     assert parameters == {"AuthMode": "jwt", "JwtIssuer": ISSUER, "JwtAudience": CLIENT_ID}
-    authorizers = route_authorizers(template, parameters=parameters)
+    authorizers = route_authorizers(Names(template, parameters=parameters))
     paths = template["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
     secured = {
         f"{m.upper()} {p}"
@@ -249,7 +249,7 @@ def test_scopes_on_a_route_are_refused_at_start(template):
     api = {"Type": "AWS::Serverless::HttpApi", "Properties": {"DefinitionBody": scoped}}
     with pytest.raises(ValueError, match="GET /x: scopes are not supported by the local stack"):
         route_authorizers(
-            {**template, "Resources": {"HttpApi": api}}, parameters=auth_parameters("jwt", API_URL)
+            Names({**template, "Resources": {"HttpApi": api}}, parameters=auth_parameters("jwt", API_URL))
         )
 
 

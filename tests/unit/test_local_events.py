@@ -3,6 +3,7 @@ configuration, and the `invoke` command's refusals. The running triggers are tes
 tests/integration/test_local_stack.py."""
 
 import json
+import re
 import socket
 import time
 import uuid
@@ -21,7 +22,6 @@ from local_stack.triggers import (
     Sequencer,
     invoke_config,
     route_s3_events,
-    s3_record,
     schedule_period,
     scheduled_event,
     schedules,
@@ -77,14 +77,14 @@ def test_invalid_schedule_expressions_are_refused(expression):
 
 
 def test_schedules_come_from_the_template_and_its_parameters(template):
-    assert schedules(template) == [
+    assert schedules(Names(template)) == [
         (
             "CleanupFunction",
             "arn:aws:events:us-east-1:123456789012:rule/local-CleanupFunctionSchedule",
             "rate(1 hour)",
         )
     ]
-    ((_, _, expression),) = schedules(template, parameters={"CleanupSchedule": "rate(5 minutes)"})
+    ((_, _, expression),) = schedules(Names(template, parameters={"CleanupSchedule": "rate(5 minutes)"}))
     assert expression == "rate(5 minutes)"
 
 
@@ -109,8 +109,8 @@ def test_the_scheduled_event_has_eventbridges_shape():
 
 def test_the_buckets_notify_their_functions_as_sam_configures_them(template, fake_aws):
     s3 = fake_aws("s3")
-    create_resources(template, fake_aws("dynamodb"), s3)
-    events = S3Events(template, s3, invoker=None)  # type: ignore[arg-type]
+    create_resources(Names(template), fake_aws("dynamodb"), s3)
+    events = S3Events(Names(template), s3, invoker=None)  # type: ignore[arg-type]
     try:
         assert events.described == [
             f"s3://{BUCKET} s3:ObjectCreated:* prefix=datasets/ -> ProcessUploadFunction"
@@ -137,26 +137,23 @@ def test_sequencers_strictly_increase_with_a_fixed_width_even_if_the_clock_stall
     assert abs(int(first, 16) - time.time_ns()) < 10**9  # nanoseconds since the epoch
 
 
-def moto_record(key: str, event_name: str = "ObjectCreated:Put", **stamped: str) -> dict:
-    """A record as moto writes it to SQS (no identity or request fields; "/" encoded), as stamped."""
-    return {
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": "2026-11-26T10:00:02.123Z",
-        "eventName": event_name,
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "FnUploads",
-            "bucket": {"name": "b", "arn": "arn:aws:s3:::b"},
-            "object": {"key": key, "size": 3, "eTag": "900150983cd24fb0d6963f7d28e17f72", **stamped},
-        },
-    }
-
-
-def test_moto_records_are_completed_to_what_s3_sends():
-    key = "datasets%2F1%2Fvoiture+%C3%A9t%C3%A9+%281%29.jpg"
-    record = s3_record(moto_record(key, versionId="v1", sequencer="0066F1A2B3C4D5E6F7"))
+def test_the_records_are_what_s3_sends(fake_aws, monkeypatch):
+    route_s3_events()
+    delivered: list[dict] = []
+    monkeypatch.setitem(_S3_TARGETS, "bkt", lambda function, event: delivered.append(event))
+    s3 = fake_aws("s3")
+    s3.create_bucket(Bucket="bkt")
+    s3.put_bucket_versioning(Bucket="bkt", VersioningConfiguration={"Status": "Enabled"})
+    arn = "arn:aws:lambda:us-east-1:123456789012:function:Fn"
+    events = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    config = {"Id": "FnUploads", "LambdaFunctionArn": arn, "Events": events}
+    s3.put_bucket_notification_configuration(
+        Bucket="bkt", NotificationConfiguration={"LambdaFunctionConfigurations": [config]}
+    )
+    written = s3.put_object(Bucket="bkt", Key="datasets/1/voiture été (1).jpg", Body=b"abc")
+    ((record,),) = [event["Records"] for event in delivered]
+    s3.delete_object(Bucket="bkt", Key="datasets/1/voiture été (1).jpg", VersionId=written["VersionId"])
+    deleted = delivered[-1]["Records"][0]
     sample = json.loads((EVENTS / "s3" / "object_created.json").read_text())["Records"][0]
     assert list(record) == list(sample)
     assert list(record["s3"]) == list(sample["s3"])
@@ -164,15 +161,17 @@ def test_moto_records_are_completed_to_what_s3_sends():
     assert list(record["s3"]["object"]) == list(sample["s3"]["object"])
     obj = record["s3"]["object"]
     assert obj["key"] == "datasets/1/voiture+%C3%A9t%C3%A9+%281%29.jpg"  # S3 keeps the slashes
-    assert (obj["size"], obj["eTag"], obj["versionId"], obj["sequencer"]) == (
+    assert (obj["size"], obj["eTag"], obj["versionId"]) == (
         3,
         "900150983cd24fb0d6963f7d28e17f72",
-        "v1",
-        "0066F1A2B3C4D5E6F7",
+        written["VersionId"],
     )
-    assert (record["eventTime"], record["s3"]["configurationId"]) == ("2026-11-26T10:00:02.123Z", "FnUploads")
-    deleted = s3_record(moto_record("a.jpg", "ObjectRemoved:Delete", sequencer="01"))
-    assert deleted["s3"]["object"] == {"key": "a.jpg", "sequencer": "01"}  # no size or eTag
+    assert (record["eventName"], record["s3"]["configurationId"]) == ("ObjectCreated:Put", "FnUploads")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["eventTime"])
+    assert record["s3"]["bucket"]["arn"] == "arn:aws:s3:::bkt"
+    assert deleted["eventName"].startswith("ObjectRemoved:")
+    assert list(deleted["s3"]["object"]) == ["key", "versionId", "sequencer"]  # no size or eTag
+    assert deleted["s3"]["object"]["sequencer"] > obj["sequencer"]
 
 
 def test_moto_hands_s3_events_to_the_stack_of_their_bucket_stamped_when_written(fake_aws, monkeypatch):

@@ -112,7 +112,7 @@ def test_functions_merge_globals_and_find_their_layer_directories(template):
         "images_api.handler.lambda_handler",
         "python3.13",
     )
-    assert (info.layers, info.timeout, info.memory_size) == (("layers/common",), 29, 512)
+    assert (info.layers, info.timeout, info.memory_size) == ({"CommonLayer": "layers/common"}, 29, 512)
     assert functions(template)["ProcessUploadFunction"].timeout == 60
     assert info.properties["Tracing"] == "Active"  # from Globals
 
@@ -225,8 +225,8 @@ def test_create_resources_builds_tables_buckets_and_queues(template, region, mon
     with mock_aws():
         clients = [boto3.client(service, region_name=region) for service in ("dynamodb", "s3", "sqs")]
         dynamodb, s3, sqs = clients
-        created = create_resources(template, *clients, region=region)
-        assert create_resources(template, *clients, region=region) == created  # idempotent
+        created = create_resources(Names(template, region=region), *clients)
+        assert create_resources(Names(template, region=region), *clients) == created  # idempotent
         bucket = f"local-images-123456789012-{region}"
         assert (created["ImagesTable"], created["ImagesBucket"]) == ("local-ImagesTable", bucket)
         assert created["ProcessUploadFailures"] == "local-ProcessUploadFailures"
@@ -439,7 +439,7 @@ def test_the_templates_routes_are_its_http_api_events(template):
 def test_the_templates_api_serves_the_upload_page_and_its_config(template):
     api = Client(
         HttpApi.from_template(
-            template, Recorder(), {"parameters": {"AuthMode": "open"}}, fallback=static_site(None)
+            Names(template, parameters={"AuthMode": "open"}), Recorder(), fallback=static_site(None)
         )
     )
     index = api.get("/")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from local_stack.lambda_runtime import FunctionError, LambdaRuntime
-from local_stack.template import load_template
+from local_stack.template import Names, load_template
 
 STUB = """
     import os
@@ -151,7 +151,7 @@ def stub(tmp_path):
 @pytest.fixture
 def runtime(stub):
     template, base_dir = stub
-    runtime = LambdaRuntime(template, base_dir=base_dir)
+    runtime = LambdaRuntime(Names(template), base_dir=base_dir)
     yield runtime
     runtime.close()
 
@@ -196,16 +196,16 @@ def is_running(pid: int) -> bool:
 
 def test_concurrency_is_the_reserved_concurrency_capped_by_local_max_concurrency(stub, monkeypatch):
     template, base_dir = stub
-    assert LambdaRuntime(template, base_dir=base_dir).concurrency("Pair") == 2
-    assert LambdaRuntime(template, base_dir=base_dir).concurrency("Single") == 1
-    assert LambdaRuntime(template, base_dir=base_dir).concurrency("Unreserved") == 4
-    assert LambdaRuntime(template, base_dir=base_dir, max_concurrency=1).concurrency("Pair") == 1
+    assert LambdaRuntime(Names(template), base_dir=base_dir).concurrency("Pair") == 2
+    assert LambdaRuntime(Names(template), base_dir=base_dir).concurrency("Single") == 1
+    assert LambdaRuntime(Names(template), base_dir=base_dir).concurrency("Unreserved") == 4
+    assert LambdaRuntime(Names(template), base_dir=base_dir, max_concurrency=1).concurrency("Pair") == 1
     monkeypatch.setenv("LOCAL_MAX_CONCURRENCY", "7")
-    assert LambdaRuntime(template, base_dir=base_dir).concurrency("Unreserved") == 7
+    assert LambdaRuntime(Names(template), base_dir=base_dir).concurrency("Unreserved") == 7
 
 
 def test_the_templates_functions_get_their_reserved_concurrency_capped_at_4():
-    runtime = LambdaRuntime(load_template(), max_concurrency=4)
+    runtime = LambdaRuntime(Names(load_template()), max_concurrency=4)
     concurrency = {name: runtime.concurrency(name) for name in ("ApiFunction", "ProcessUploadFunction")}
     assert concurrency == {"ApiFunction": 4, "ProcessUploadFunction": 4}  # unreserved; 20
     assert runtime.concurrency("CleanupFunction") == 1
