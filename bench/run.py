@@ -160,11 +160,9 @@ def presign_rows() -> list[Row]:
 class CallMeter:
     """Counts AWS calls and the CPU time spent inside them (request building, moto, parsing)."""
 
-    def __init__(self, latency: dict[str, float] | None = None) -> None:
+    def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
-        self.operations: Counter[str] = Counter()
         self.cpu = 0.0
-        self.latency = latency or {}  # operation -> seconds of network and AWS time added per call
         self._original = botocore.client.BaseClient._make_api_call
 
     def __enter__(self):
@@ -172,8 +170,6 @@ class CallMeter:
 
         def metered(client, operation, params):
             meter.calls[client.meta.service_model.service_name] += 1
-            meter.operations[operation] += 1
-            time.sleep(meter.latency.get(operation, 0.0))  # releases the GIL, as waiting on a socket does
             start = time.process_time()
             try:
                 return original(client, operation, params)
