@@ -154,7 +154,7 @@ def head_many(s3_keys: Iterable[str]) -> dict[str, ObjectInfo | None]:
     keys = list(dict.fromkeys(s3_keys))
     if not keys:
         return {}
-    _presigner()  # the client and the presigner's probe made here, not by several pool threads at once
+    _presigner().fast  # noqa: B018 - the client and the presigner's probe made here, not by 32 threads at once
     workers = min(len(keys), get_settings().head_concurrency)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return dict(zip(keys, pool.map(_head_presigned, keys), strict=True))
