@@ -270,15 +270,24 @@ def bucket(aws, template):
 
 @pytest.fixture
 def aws_calls(monkeypatch):
-    """Counts every AWS API call, whatever client makes it (boto3's or pynamodb's)."""
+    """Counts every AWS API call, whatever client makes it (boto3's or pynamodb's), and the presigned
+    HEADs that images_bucket sends on the S3 client's HTTP session (each attempt) as HeadObject."""
+    from uploads_core import images_bucket
+
     calls: Counter[tuple[str, str]] = Counter()
     original = botocore.client.BaseClient._make_api_call
+    send_head = images_bucket._send_head
 
     def counting(self, operation_name, api_params):
         calls[(self.meta.service_model.service_name, operation_name)] += 1
         return original(self, operation_name, api_params)
 
+    def counting_head(client, url):
+        calls[("s3", "HeadObject")] += 1
+        return send_head(client, url)
+
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    monkeypatch.setattr(images_bucket, "_send_head", counting_head)
     return calls
 
 

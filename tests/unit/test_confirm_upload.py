@@ -3,8 +3,9 @@
 import threading
 import time
 
-import botocore.client
 import pytest
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import EndpointConnectionError
 
 from tests import sample_images
 from tests.unit.conftest import jpeg_file
@@ -188,23 +189,21 @@ def test_one_head_object_per_unverified_image_and_they_run_concurrently(
 ):
     tickets = uploaded(n=8, confirm=False, judge=False)
     running, peak, lock = 0, 0, threading.Lock()
-    original = botocore.client.BaseClient._make_api_call
+    original = images_bucket._send_head
 
-    def slow_head(self, operation_name, params):
+    def slow_head(client, url):
         nonlocal running, peak
-        if operation_name != "HeadObject":
-            return original(self, operation_name, params)
         with lock:
             running += 1
             peak = max(peak, running)
         time.sleep(0.05)
         try:
-            return original(self, operation_name, params)
+            return original(client, url)
         finally:
             with lock:
                 running -= 1
 
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", slow_head)
+    monkeypatch.setattr(images_bucket, "_send_head", slow_head)
     aws_calls.clear()
     assert api.confirm(1, [t["image_id"] for t in tickets]).json["pending_count"] == 8
     assert aws_calls[("s3", "HeadObject")] == 8
@@ -277,3 +276,96 @@ def test_a_verdict_after_the_head_wins_over_missing_for_that_image_only(
     assert dict(aws_calls) == {("dynamodb", "UpdateItem"): 3, ("dynamodb", "BatchGetItem"): 1}
     assert reply.json["updated_count"] == 1
     assert [status_of(api, t)["status"] for t in tickets] == ["error", "uploaded", "error"]
+
+
+class _Answers:
+    """Answers the S3 client's HEADs with these statuses (or raises these errors) before moto does, in
+    order; once they are used up, moto answers. Counts every HEAD sent."""
+
+    def __init__(self, *answers) -> None:
+        self.answers = list(answers)
+        self.sent = 0
+
+    def __call__(self, request, **kwargs):
+        self.sent += 1
+        if not self.answers:
+            return None
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return AWSResponse(request.url, answer, {}, None)
+
+
+@pytest.fixture
+def s3_answers(monkeypatch):
+    """Installs _Answers on the S3 client's `before-send` (where moto answers too), with no backoff wait."""
+    monkeypatch.setattr(images_bucket.random, "random", lambda: 0.0)
+    installed = []
+
+    def install(*answers) -> _Answers:
+        handler = _Answers(*answers)
+        images_bucket._s3().meta.events.register_first("before-send.s3.HeadObject", handler)
+        installed.append(handler)
+        return handler
+
+    yield install
+    for handler in installed:
+        images_bucket._s3().meta.events.unregister("before-send.s3.HeadObject", handler)
+
+
+@pytest.mark.parametrize("status", [403, 400, 301, 200 + 1])
+def test_only_a_404_makes_an_image_missing(api, s3_answers, status):
+    ticket = api.prepare(1, [jpeg_file("a.jpg")]).json["uploads"][0]
+    heads = s3_answers(status)
+
+    reply = api.confirm(1, [ticket["image_id"]])
+
+    assert reply.status == 500
+    assert heads.sent == 1  # not transient: not retried
+    assert status_of(api, ticket)["status"] == "uploading"
+
+
+def test_transient_answers_are_retried_then_a_404_marks_missing(api, s3_answers, aws_calls, monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "4")
+    from uploads_core.settings import get_settings
+
+    get_settings.cache_clear()
+    ticket = api.prepare(1, [jpeg_file("a.jpg")]).json["uploads"][0]
+    heads = s3_answers(503, EndpointConnectionError(endpoint_url="http://s3"), 500)
+    aws_calls.clear()
+
+    reply = api.confirm(1, [ticket["image_id"]])
+
+    assert reply.status == 200
+    assert heads.sent == 4 == aws_calls[("s3", "HeadObject")]  # 3 transient answers, then moto's 404
+    assert status_of(api, ticket)["status"] == "error"
+
+
+def test_retries_stop_after_the_settings_attempts_and_nothing_is_marked(api, s3_answers, monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    from uploads_core.settings import get_settings
+
+    get_settings.cache_clear()
+    ticket = api.prepare(1, [jpeg_file("a.jpg")]).json["uploads"][0]
+    heads = s3_answers(*[503] * 3, RuntimeError("a fourth attempt"))
+
+    reply = api.confirm(1, [ticket["image_id"]])
+
+    assert reply.status == 500
+    assert heads.sent == 3
+    assert status_of(api, ticket)["status"] == "uploading"
+
+
+def test_connection_errors_are_retried_as_many_times_and_then_raised(api, s3_answers, monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
+    from uploads_core.settings import get_settings
+
+    get_settings.cache_clear()
+    ticket = api.prepare(1, [jpeg_file("a.jpg")]).json["uploads"][0]
+    heads = s3_answers(*[EndpointConnectionError(endpoint_url="http://s3")] * 2, RuntimeError("a third"))
+
+    reply = api.confirm(1, [ticket["image_id"]])
+
+    assert reply.status == 500
+    assert heads.sent == 2
+    assert status_of(api, ticket)["status"] == "uploading"

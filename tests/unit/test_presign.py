@@ -113,6 +113,9 @@ def test_urls_are_botocores_byte_for_byte(frozen, endpoint, credentials):
                 client, "images-bucket-123", key, content_type, length, expires
             )
         assert presigner.get(key, 600) == reference_get(client, "images-bucket-123", key, 600)
+        assert presigner.head(key, 300) == client.generate_presigned_url(
+            "head_object", Params={"Bucket": "images-bucket-123", "Key": key}, ExpiresIn=300
+        )
         # The explicit instant gives the same URL as the (frozen) clock.
         assert presigner.get(key, 600, now=NOW) == presigner.get(key, 600)
 

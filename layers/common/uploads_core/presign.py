@@ -6,7 +6,7 @@ signing region and query parameter order are learnt once per client and credenti
 botocore signs itself (a probe, checked by reproducing it exactly), the derived signing key is cached per
 (secret, date, region, service), and each URL costs one SHA-256, one HMAC and some string formatting.
 
-Covered: SigV4 query signing of GetObject (optionally of one version), and of PutObject with
+Covered: SigV4 query signing of GetObject (optionally of one version) and HeadObject, and of PutObject with
 Content-Type and Content-Length, for whatever addressing the client uses. Anything else (a probe we
 cannot reproduce, unusual arguments, no credentials, a client whose `generate_presigned_url` was
 replaced) goes to the client's own method.
@@ -140,6 +140,15 @@ class Presigner:
         if version_id is not None:
             params["VersionId"] = version_id
         return self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+
+    def head(self, key: str, expires_in: int, now: datetime | None = None) -> str:
+        """`head_object` URL, as botocore would sign it now: confirm-upload's presence checks."""
+        url = self._fast("HEAD", key, "", "host", expires_in, now)
+        if url is not None:
+            return url
+        return self._client.generate_presigned_url(
+            "head_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in
+        )
 
     @property
     def fast(self) -> bool:
