@@ -8,7 +8,8 @@ child.py peak FILE MIME     JSON: the process's peak RSS (VmHWM, MiB, everything
                              interpreter, imports, the object's bytes) and CPU seconds of inspect()
 child.py init HANDLER EVENT PATH...     JSON of the seconds a Lambda init and first invocation take:
                              import of HANDLER (module.function), then one call with the JSON EVENT
-                             file; only the PATHs (a built artifact and its layers) on sys.path
+                             file; only the PATHs (a built artifact and its layers) on sys.path; "cpu":
+                             the CPU seconds of both
 child.py init-reference SERVICES CALL PATH...   the same for `import boto3`, boto3.client() of each
                              of the comma-separated SERVICES, then the first call CALL
                              ("dynamodb.get_item" on IMAGES_TABLE, or "dynamodb.query")
@@ -73,7 +74,7 @@ def peak_rss_kib() -> int:
 def init_seconds(handler: str, event_file: str) -> dict[str, float]:
     import json
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     module, _, name = handler.rpartition(".")
     function = getattr(__import__(module, fromlist=[name]), name)
     imported = time.perf_counter()
@@ -83,13 +84,13 @@ def init_seconds(handler: str, event_file: str) -> dict[str, float]:
     done = time.perf_counter()
     if isinstance(reply, dict) and reply.get("statusCode", 200) >= 500:
         raise SystemExit(f"first invocation failed: {reply}")
-    return {"import": imported - start, "first call": done - imported}
+    return {"import": imported - start, "first call": done - imported, "cpu": time.process_time() - cpu}
 
 
 def init_reference_seconds(services: str, call: str) -> dict[str, float]:
     import os
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     import boto3
 
     imported = time.perf_counter()
@@ -106,7 +107,12 @@ def init_reference_seconds(services: str, call: str) -> dict[str, float]:
             ExpressionAttributeValues={":s": {"N": "0"}},
         )
     done = time.perf_counter()
-    return {"import": imported - start, "clients": created - imported, "first call": done - created}
+    return {
+        "import": imported - start,
+        "clients": created - imported,
+        "first call": done - created,
+        "cpu": time.process_time() - cpu,
+    }
 
 
 class _Context:

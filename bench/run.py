@@ -721,6 +721,9 @@ INIT = {
 }
 
 
+# Pairs (ours, reference) per row; the ratio is the median of the pairs' ratios, the range beside it.
+INIT_RUNS = 7
+
 TRACE_ID = "Root=1-6745c0de-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
 
 
@@ -767,18 +770,24 @@ def init_rows(template: dict) -> list[Row]:
             ref_args = ["init-reference", services, call]
             run(ours_args, base)  # warm the disk cache
             for label, env in [("", base), (", Tracing: Active", traced)]:
-                runs = [(run(ours_args, env), run(ref_args, base)) for _ in range(3)]  # interleaved
+                # Interleaved pairs: a burst of load on the shared machine hits both sides of a pair.
+                runs = [(run(ours_args, env), run(ref_args, base)) for _ in range(INIT_RUNS)]
+                # CPU seconds aside: less swayed by the other engineers' load than wall time.
+                cpu = statistics.median(r[0].pop("cpu") / r[1].pop("cpu") for r in runs)
                 ours = {k: statistics.median(r[0][k] for r in runs) * 1000 for k in runs[0][0]}
                 ref = {k: statistics.median(r[1][k] for r in runs) * 1000 for k in runs[0][1]}
-                total, ref_total = sum(ours.values()), sum(ref.values())
+                total = statistics.median(sum(r[0].values()) for r in runs) * 1000
+                ref_total = statistics.median(sum(r[1].values()) for r in runs) * 1000
+                ratios = sorted(sum(r[0].values()) / sum(r[1].values()) for r in runs)
+                ratio = statistics.median(ratios)
                 rows.append(
                     Row(
                         f"init + first invocation of {function}{label}, ms from the build",
                         f"{total:.0f} (" + ", ".join(f"{k} {v:.0f}" for k, v in ours.items()) + ")",
                         f"{ref_total:.0f} (boto3: " + ", ".join(f"{k} {v:.0f}" for k, v in ref.items()) + ")",
-                        f"{total / ref_total:.2f}x",
+                        f"{ratio:.2f}x ({ratios[0]:.2f} to {ratios[-1]:.2f}; CPU {cpu:.2f}x)",
                         f"≤ {target}x",
-                        total / ref_total <= target,
+                        ratio <= target,
                     )
                 )
     return rows
@@ -1075,5 +1084,10 @@ if __name__ == "__main__":
         os.environ.update(FAKE_AWS)
         os.environ.pop("AWS_ENDPOINT_URL", None)
         print_table(confirm_rows_against_moto_server(load_template()))
+        sys.exit(0)
+    if sys.argv[1:] == ["init"]:  # only the cold-start rows (after `make build`)
+        os.environ.update(FAKE_AWS)
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        print_table(init_rows(load_template()))
         sys.exit(0)
     sys.exit(main())

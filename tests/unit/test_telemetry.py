@@ -114,3 +114,80 @@ def test_cleanup_counts_what_it_removed(api, cleanup, capsys, monkeypatch):
     cleanup("2026-01-03T00:00:00Z")
 
     assert metric_values(emitted(capsys), "ImagesCleaned")[0][0] == 3.0
+
+
+_TRACED_CLEANUP = """
+import json, sys
+import boto3
+from moto import mock_aws
+from local_stack.template import create_resources, load_template
+from tests.unit.conftest import EVENTS, FakeContext
+
+with mock_aws():
+    create_resources(load_template(), boto3.client("dynamodb"), boto3.client("s3"))
+    from aws_xray_sdk.core import xray_recorder
+
+    sent = []
+
+    class Daemon:  # what the X-Ray daemon would receive
+        ip, port = "127.0.0.1", 2000
+
+        def send_entity(self, entity):
+            sent.append(json.loads(entity.serialize()))
+
+        def set_daemon_address(self, address):
+            pass
+
+    xray_recorder.configure(emitter=Daemon())
+    from upload_cleanup.handler import lambda_handler
+
+    lambda_handler(json.loads((EVENTS / "schedule/scheduled_event.json").read_text()), FakeContext())
+patchers = sorted(m for m in sys.modules if m.startswith("aws_xray_sdk.ext."))
+print(json.dumps({"sent": sent, "patchers": patchers}))
+"""
+
+
+def test_with_tracing_active_the_handler_and_its_aws_calls_are_traced(template):
+    """In a process of its own: the X-Ray SDK's patching is for good."""
+    import os
+    import subprocess
+    import sys
+
+    from local_stack.template import REPO_ROOT, function_environment
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "_X_AMZN"))}
+    env |= function_environment(template, "CleanupFunction") | {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        # What Lambda sets when the function has Tracing: Active.
+        "LAMBDA_TASK_ROOT": "/var/task",
+        "_X_AMZN_TRACE_ID": "Root=1-6745c0de-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1",
+    }
+    env["PYTHONPATH"] = os.pathsep.join(
+        str(REPO_ROOT / p) for p in ("layers/common", "functions/cleanup", "local", ".")
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _TRACED_CLEANUP],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    names = [s["name"] for s in report["sent"]]
+    assert "## lambda_handler" in names
+    calls = [s for s in report["sent"] if s.get("namespace") == "aws"]
+    # The stale-upload query of each shard, through pynamodb: one subsegment each, with its table.
+    assert calls
+    assert {(s["name"], s["aws"]["operation"]) for s in calls} == {("dynamodb", "Query")}
+    assert all(s["aws"]["table_name"] == env["IMAGES_TABLE"] for s in calls)
+    # botocore is patched, nothing else the SDK could patch is imported for it.
+    assert report["patchers"] == [
+        "aws_xray_sdk.ext.boto_utils",
+        "aws_xray_sdk.ext.botocore",
+        "aws_xray_sdk.ext.botocore.patch",
+        "aws_xray_sdk.ext.util",
+    ]

@@ -2,7 +2,6 @@
 
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from upload_processor import logic
@@ -16,31 +15,32 @@ class RecordsFailed(Exception):
     """Raised after the whole batch ran, so Lambda retries the event (verdicts are idempotent)."""
 
 
+# The S3 event read as the dict it is, not through Powertools' S3Event: importing its data classes
+# (every event source's) cost the cold start ~30 ms of CPU, for five fields of each record.
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
-@event_source(data_class=S3Event)
-def lambda_handler(event: S3Event, context: LambdaContext) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
     outcomes, failed = [], []
-    records = list(event.records)
+    records = event["Records"]
     for record in records:
-        s3_object = record.s3.get_object
+        s3_object = record["s3"]["object"]
         # Keys arrive URL-encoded, `+` for a space.
-        key = unquote_plus(s3_object.key)
-        if not record.event_name.startswith("ObjectCreated:"):
+        key = unquote_plus(s3_object["key"])
+        if not record["eventName"].startswith("ObjectCreated:"):
             continue
         # S3's request id correlates this record's lines with the PUT that caused it.
-        logger.set_correlation_id(record.response_elements.get("x-amz-request-id"))
+        logger.set_correlation_id(record["responseElements"].get("x-amz-request-id"))
         logger.append_keys(s3_key=key, dataset_id=_dataset_id(key), image_id=None)
         try:
-            if not s3_object.version_id:
+            if not s3_object.get("versionId"):
                 raise ValueError("the event has no versionId: the images bucket must be versioned")
             obj = UploadedObject(
                 key=key,
-                size=s3_object.size,
-                etag=s3_object.etag,
-                sequencer=s3_object.sequencer,
-                version_id=s3_object.version_id,
+                size=s3_object["size"],
+                etag=s3_object.get("eTag") or "",
+                sequencer=s3_object["sequencer"],
+                version_id=s3_object["versionId"],
             )
             outcome = logic.process_object(obj)
         except Exception:

@@ -40,7 +40,10 @@ def traced(handler):
             if _tracing_wanted():
                 from aws_lambda_powertools import Tracer
 
-                wrapped = Tracer().capture_lambda_handler(handler)
+                # botocore only: every AWS call goes through it, pynamodb's too. Patching all that
+                # the SDK supports imports a dozen patchers, and pynamodb's traced each DynamoDB call
+                # a second time.
+                wrapped = Tracer(patch_modules=("botocore",)).capture_lambda_handler(handler)
             else:
                 wrapped = handler
         return wrapped(event, context)

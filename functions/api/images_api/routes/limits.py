@@ -2,7 +2,7 @@
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from uploads_core import models
 from uploads_core.settings import get_settings
@@ -13,7 +13,7 @@ router = APIGatewayHttpRouter()
 CACHE_CONTROL = "public, max-age=300"
 
 
-class UploadLimits(BaseModel):
+class UploadLimits(models.Shape):
     """What prepare-upload, confirm-upload and the listings accept (public, no token needed)."""
 
     mime_types: list[str] = Field(
