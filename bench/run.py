@@ -348,7 +348,7 @@ def moto_server(template: dict, latency: bool = False):
                 break
             time.sleep(0.1)
         with mock.patch.dict(os.environ, env):
-            create_resources(template, boto3.client("dynamodb"), boto3.client("s3"))
+            create_resources(Names(template), boto3.client("dynamodb"), boto3.client("s3"))
         yield env
     finally:
         server.terminate()

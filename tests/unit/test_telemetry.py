@@ -120,11 +120,11 @@ _TRACED_CLEANUP = """
 import json, sys
 import boto3
 from moto import mock_aws
-from local_stack.template import create_resources, load_template
+from local_stack.template import Names, create_resources, load_template
 from tests.unit.conftest import EVENTS, FakeContext
 
 with mock_aws():
-    create_resources(load_template(), boto3.client("dynamodb"), boto3.client("s3"))
+    create_resources(Names(load_template()), boto3.client("dynamodb"), boto3.client("s3"))
     from aws_xray_sdk.core import xray_recorder
 
     sent = []
