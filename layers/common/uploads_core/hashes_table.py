@@ -187,31 +187,45 @@ def delete_image(image: Image, status: ImageStatus | None = None, attempts: int 
     """
     holds = image.sha256 is not None  # first guess: an image with a hash usually holds it
     for _ in range(attempts):
-        try:
-            with TransactWrite(connection=dynamodb.connection()) as transaction:
-                images_table.delete_in(transaction, image, status)
-                if image.sha256 is not None:
-                    key = (image.dataset_id, image.sha256)
-                    if holds:
-                        transaction.delete(HashRecord(*key), condition=HashRecord.image_id == image.id)
-                    else:
-                        condition = HashRecord.sha256.does_not_exist() | (HashRecord.image_id != image.id)
-                        transaction.condition_check(HashRecord, *key, condition=condition)
-        except TransactWriteError as exc:
-            reasons = [*_reasons(exc), None, None][:2]
-            # Two deletes, the record's first; or the claim's condition check, then the record's delete.
-            record, claim = reasons if holds or image.sha256 is None else reversed(reasons)
-            if record == _FAILED:
-                current = images_table.get(image.id, consistent=True)
-                if current is None or current.sha256 == image.sha256:
-                    return False  # gone, or its status is not `status` any more
-                if status is not None and current.status != status:
-                    return False
-                image, holds = current, current.sha256 is not None
-            elif claim == _FAILED:
-                holds = not holds  # the claim changed hands meanwhile: the other transaction
-            else:
-                raise
-            continue
-        return True
+        if image.sha256 is None:
+            if images_table.delete_unhashed(image, status):
+                return True
+            record = _FAILED
+        else:
+            record = _delete_with_claim(image, status, holds)
+        if record == _FAILED:
+            current = images_table.get(image.id, consistent=True)
+            if current is None or current.sha256 == image.sha256:
+                return False  # gone, or its status is not `status` any more
+            if status is not None and current.status != status:
+                return False
+            image, holds = current, current.sha256 is not None
+        elif record is None:
+            return True
+        else:
+            holds = not holds  # the claim changed hands meanwhile: the other transaction
     raise Contended(f"Image {image.id}: its hash kept changing hands while it was being deleted; retry")
+
+
+def _delete_with_claim(image: Image, status: ImageStatus | None, holds: bool) -> str | None:
+    """One transaction of `delete_image`: None when done, _FAILED when the record's condition failed,
+    "claim" when the claim's did."""
+    try:
+        with TransactWrite(connection=dynamodb.connection()) as transaction:
+            images_table.delete_in(transaction, image, status)
+            key = (image.dataset_id, image.sha256)
+            if holds:
+                transaction.delete(HashRecord(*key), condition=HashRecord.image_id == image.id)
+            else:
+                condition = HashRecord.sha256.does_not_exist() | (HashRecord.image_id != image.id)
+                transaction.condition_check(HashRecord, *key, condition=condition)
+    except TransactWriteError as exc:
+        reasons = [*_reasons(exc), None, None][:2]
+        # Two deletes, the record's first; or the claim's condition check, then the record's delete.
+        record, claim = reasons if holds else reversed(reasons)
+        if record == _FAILED:
+            return _FAILED
+        if claim == _FAILED:
+            return "claim"
+        raise
+    return None

@@ -299,15 +299,31 @@ def put_new_in(transaction, image: Image) -> None:
     transaction.save(_to_record(image), condition=ImageRecord.id.does_not_exist())
 
 
-def delete_in(transaction, image: Image, status: ImageStatus | None = None) -> None:
-    """`delete` (or `delete_if_status`) as one action of a transaction, on the condition that the record
-    still has the hash it was read with (a verdict may have added one: then its claim goes too)."""
+def _delete_condition(image: Image, status: ImageStatus | None):
+    """The record still has `status` (when given) and the hash it was read with (a verdict may have
+    added one: then its claim goes too)."""
     condition = ImageRecord.id.exists() if status is None else ImageRecord.status == str(status)
     if image.sha256 is None:
-        condition &= ImageRecord.sha256.does_not_exist()
-    else:
-        condition &= ImageRecord.sha256 == image.sha256
-    transaction.delete(ImageRecord(image.id), condition=condition)
+        return condition & ImageRecord.sha256.does_not_exist()
+    return condition & (ImageRecord.sha256 == image.sha256)
+
+
+def delete_in(transaction, image: Image, status: ImageStatus | None = None) -> None:
+    """`delete` (or `delete_if_status`) as one action of a transaction, on `_delete_condition`."""
+    transaction.delete(ImageRecord(image.id), condition=_delete_condition(image, status))
+
+
+def delete_unhashed(image: Image, status: ImageStatus | None = None) -> bool:
+    """`delete_in` for a record read without a hash, alone: it has no claim to delete with it, and one
+    conditional DeleteItem is what a transaction of one action would be. False when the condition failed."""
+    assert image.sha256 is None
+    try:
+        ImageRecord(image.id).delete(condition=_delete_condition(image, status))
+    except DeleteError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def query_stale_uploads(expired_before: datetime) -> Iterator[Image]:
