@@ -989,10 +989,9 @@ def cli_rows(n: int = 300) -> list[Row]:
         # Keep its pipe drained: a full pipe would block the functions' log writes.
         threading.Thread(target=lambda: [None for _ in stack.stdout], daemon=True).start()
         with tempfile.TemporaryDirectory() as folder:
-            for i in range(n):
-                Image.new("RGB", (64, 48), (i % 256, i // 256 * 40, 90)).save(
-                    f"{folder}/car{i}.jpg", quality=90
-                )
+            for i in range(n):  # noise: distinct bytes each (a dataset keeps a picture's bytes once)
+                noise = [Image.effect_noise((64, 48), 60) for _ in range(3)]
+                Image.merge("RGB", noise).save(f"{folder}/car{i}.jpg", quality=90)
             cli_env = env | {
                 "PYTHONPATH": str(ROOT / "cli"),
                 "IMAGE_UPLOADS_API": f"http://127.0.0.1:{api_port}",
