@@ -262,6 +262,30 @@ AWS_LATENCY = {
 }
 
 
+def seed_images(dataset: int, ids, status, file_size: int) -> list:
+    """Records of `ids` in `dataset` with `status`, written straight to the table (no API call)."""
+    from uploads_core import images_table
+    from uploads_core.models import Image, utc_now
+
+    now = utc_now()
+    images = [
+        Image(
+            id=i,
+            dataset_id=dataset,
+            filename=f"car{i}.jpg",
+            s3_key=f"datasets/{dataset}/images/{i}.jpg",
+            file_size=file_size,
+            mime_type="image/jpeg",
+            status=status,
+            created_at=now,
+            updated_at=now,
+        )
+        for i in ids
+    ]
+    images_table.put_new(images)
+    return images
+
+
 def confirm_event(dataset_id: int, image_ids: list[int]) -> dict:
     event = json.loads((ROOT / "events/api/confirm_upload.json").read_text())
     event["rawPath"] = event["requestContext"]["http"]["path"] = (
@@ -374,28 +398,14 @@ def confirm_rows_against_moto_server(template: dict) -> list[Row]:
 def confirm_rows() -> list[Row]:
     from images_api.handler import lambda_handler
     from uploads_core import images_bucket, images_table
-    from uploads_core.models import Image, ImageStatus, utc_now
+    from uploads_core.models import ImageStatus
     from uploads_core.settings import get_settings
 
     dataset = 11
 
     def records(present: bool) -> list[int]:
-        ids, now = images_table.reserve_ids(BATCH), utc_now()
-        images = [
-            Image(
-                id=i,
-                dataset_id=dataset,
-                filename=f"car{i}.jpg",
-                s3_key=f"datasets/{dataset}/images/{i}.jpg",
-                file_size=4,
-                mime_type="image/jpeg",
-                status=ImageStatus.UPLOADING,
-                created_at=now,
-                updated_at=now,
-            )
-            for i in ids
-        ]
-        images_table.put_new(images)
+        ids = images_table.reserve_ids(BATCH)
+        images = seed_images(dataset, ids, ImageStatus.UPLOADING, file_size=4)
         if present:
             for image in images:
                 images_bucket.put_file(image.s3_key, b"\xff\xd8\xff\xd9", "image/jpeg")
@@ -580,27 +590,11 @@ def list_rows() -> list[Row]:
 
     OPEN = Caller(sub=None)  # AuthMode=open: no role check
     from uploads_core import images_table
-    from uploads_core.models import Image, ImageStatus, utc_now
+    from uploads_core.models import ImageStatus
 
     dataset, total, limit, depth = 9, 10_000, 100, 9_900
     ids = images_table.reserve_ids(total)
-    now = utc_now()
-    images_table.put_new(
-        [
-            Image(
-                id=i,
-                dataset_id=dataset,
-                filename=f"car{i}.jpg",
-                s3_key=f"datasets/{dataset}/images/{i}.jpg",
-                file_size=1024,
-                mime_type="image/jpeg",
-                status=ImageStatus.UPLOADED,
-                created_at=now,
-                updated_at=now,
-            )
-            for i in ids
-        ]
-    )
+    seed_images(dataset, ids, ImageStatus.UPLOADED, file_size=1024)
     cursor = cursors.encode(dataset, None, ids[depth - 1])
     deep_page = list_images(OPEN, dataset, None, 0, limit, cursor).items
     assert [i.id for i in deep_page] == list(ids[depth:]), "the cursor page is not the 9,901st to 10,000th"

@@ -136,21 +136,15 @@ def _ticket(image: Image, expires_in: int) -> UploadTicket:
 
 def _from_claim(claim: HashClaim, now, expires_in: int) -> UploadTicket | None:
     """The answer for bytes an image of the dataset already holds; None: a new image must take them."""
-    if claim.state == HashState.UPLOADED:
+    if claim.state in (HashState.UPLOADED, HashState.REJECTED):
+        uploaded = claim.state == HashState.UPLOADED
         return UploadTicket(
             image_id=claim.image_id,
             upload_url=None,
             s3_key=claim.s3_key,
             expires_in=None,
-            duplicate_of=claim.image_id,
-        )
-    if claim.state == HashState.REJECTED:
-        return UploadTicket(
-            image_id=claim.image_id,
-            upload_url=None,
-            s3_key=claim.s3_key,
-            expires_in=None,
-            rejected_before=claim.error_reason,
+            duplicate_of=claim.image_id if uploaded else None,
+            rejected_before=None if uploaded else claim.error_reason,
         )
     left = int((claim.upload_expires_at - now).total_seconds()) if claim.upload_expires_at else 0
     if left < _MIN_SHARED_SECONDS:
