@@ -157,6 +157,10 @@ class LambdaRuntime:
             "AWS_SAM_LOCAL": "true",
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
+        if "AWS_READ_TIMEOUT" in env:
+            # The template's read timeout is for DynamoDB and S3; moto shares this machine's cores and
+            # scans a whole partition per Query, so it can be slower. The function's Timeout still holds.
+            env["AWS_READ_TIMEOUT"] = str(max(float(env["AWS_READ_TIMEOUT"]), 20))
         return env | ({"AWS_ENDPOINT_URL": self.aws_endpoint} if self.aws_endpoint else {})
 
     def _workers_of(self, logical_id: str) -> _Workers:
