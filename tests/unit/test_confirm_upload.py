@@ -240,7 +240,7 @@ def test_confirm_validates_its_body(api):
         assert reply.json["detail"][0]["loc"] == loc
 
 
-def test_missing_objects_cost_one_head_and_one_conditional_write_each(api, aws_calls):
+def test_missing_objects_cost_one_listing_and_one_conditional_write_each(api, aws_calls):
     tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg") for i in range(150)]).json["uploads"]
     aws_calls.clear()
 
@@ -249,33 +249,112 @@ def test_missing_objects_cost_one_head_and_one_conditional_write_each(api, aws_c
     assert (reply.json["updated_count"], reply.json["pending_count"]) == (0, 0)
     assert dict(aws_calls) == {
         ("dynamodb", "BatchGetItem"): 2,
-        ("s3", "HeadObject"): 150,
+        ("s3", "ListObjectVersions"): 1,
         ("dynamodb", "UpdateItem"): 150,
     }
     assert {status_of(api, t)["status"] for t in tickets} == {"error"}
 
 
-def test_a_verdict_after_the_head_wins_over_missing_for_that_image_only(
+def test_a_large_batch_lists_its_dataset_instead_of_heading_each_object(api, uploaded, aws_calls):
+    present = uploaded(n=60, confirm=False, judge=False)
+    absent = api.prepare(1, [jpeg_file(f"gone{i}.jpg") for i in range(60)]).json["uploads"]
+    aws_calls.clear()
+
+    reply = api.confirm(1, [t["image_id"] for t in present + absent])
+
+    assert (reply.json["updated_count"], reply.json["pending_count"]) == (0, 60)
+    assert dict(aws_calls) == {
+        ("dynamodb", "BatchGetItem"): 2,
+        ("s3", "ListObjectVersions"): 1,
+        ("dynamodb", "UpdateItem"): 60,
+    }
+    assert {status_of(api, t)["status"] for t in present} == {"uploading"}
+    assert {status_of(api, t)["status"] for t in absent} == {"error"}
+
+
+@pytest.fixture
+def small_pages(monkeypatch):
+    """Listing pages of 10 versions, worth it from `worth` answered keys: page boundaries with few objects."""
+    monkeypatch.setattr(images_bucket, "_LIST_PAGE", 10)
+    return lambda worth: monkeypatch.setattr(images_bucket, "_LIST_WORTH", worth)
+
+
+def test_listed_objects_are_what_a_head_of_each_says(api, s3, bucket, small_pages, aws_calls):
+    small_pages(worth=1)
+    prefix = "datasets/5/images/"
+    names = [f"{i:03d} é+ {i}.jpg" for i in range(40)]  # sorted as S3 sorts them; spaces, plus, accents
+    for index, name in enumerate(names):
+        for version in range(1 + index % 3):  # newer versions: the listing shows the oldest first too
+            s3.put_object(Bucket=bucket, Key=prefix + name, Body=b"v%d" % version)
+        if index % 5 == 4:  # the current "version" is a delete marker
+            s3.delete_object(Bucket=bucket, Key=prefix + name)
+    asked = [prefix + n for n in names] + [prefix + "015 never.jpg", prefix + "zzz after the last.jpg"]
+    asked += ["datasets/50/images/" + names[0], "datasets/10/other.jpg"]  # not under the prefix: HEADed
+    s3.put_object(Bucket=bucket, Key="datasets/10/other.jpg", Body=b"x")
+    truth = {key: images_bucket.head(key) for key in asked}
+    aws_calls.clear()
+
+    found = images_bucket.current_objects(prefix, asked)
+
+    def seen(answers: dict) -> dict:
+        return {key: info and (info.version_id, info.size, info.etag) for key, info in answers.items()}
+
+    assert seen(found) == seen(truth)
+    assert sum(v is None for v in found.values()) == 11  # 8 delete markers, 2 never uploaded, 1 other dataset
+    # 40 keys: 79 versions and 8 delete markers, 9 pages; the keys outside the prefix are HEADed.
+    assert dict(aws_calls) == {("s3", "ListObjectVersions"): 9, ("s3", "HeadObject"): 2}
+
+
+def test_listing_stops_where_pages_answer_too_few_keys_and_heads_the_rest(
+    api, s3, bucket, small_pages, aws_calls
+):
+    small_pages(worth=3)
+    prefix = "datasets/5/images/"
+    keys = [f"{prefix}{i:03d}.jpg" for i in range(100)]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"v")
+    asked = keys[:12] + keys[50:54]  # a dense page, then sparse ones
+    aws_calls.clear()
+
+    found = images_bucket.current_objects(prefix, [*asked, prefix + "999 absent.jpg"])
+
+    assert sorted(k for k, v in found.items() if v is not None) == sorted(asked)
+    # Pages 1-2 answer 10 and 2 keys: listing stops after the second; 4 + 1 keys are HEADed.
+    assert dict(aws_calls) == {("s3", "ListObjectVersions"): 2, ("s3", "HeadObject"): 5}
+
+
+def test_a_small_batch_heads_its_objects_without_listing(api, s3, bucket, aws_calls):
+    key = "datasets/5/images/a.jpg"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"v")
+    aws_calls.clear()
+
+    found = images_bucket.current_objects("datasets/5/images/", [key, key + "x"])
+
+    assert (found[key] is not None, found[key + "x"]) == (True, None)
+    assert dict(aws_calls) == {("s3", "HeadObject"): 2}
+
+
+def test_a_verdict_after_the_listing_wins_over_missing_for_that_image_only(
     api, processor, aws_calls, monkeypatch
 ):
     data = sample_images.jpeg()
-    tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg", len(data)) for i in range(3)]).json["uploads"]
+    tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg", len(data)) for i in range(60)]).json["uploads"]
     late = tickets[1]
-    original = images_bucket.head_many
+    original = images_bucket.current_objects
 
-    def head_then_upload(keys):
-        found = original(keys)  # nothing there yet...
+    def list_then_upload(prefix, keys):
+        found = original(prefix, keys)  # nothing there yet...
         processor.deliver(processor.put(late["s3_key"], data))  # ...then one PUT and its verdict
         aws_calls.clear()
         return found
 
-    monkeypatch.setattr(images_bucket, "head_many", head_then_upload)
+    monkeypatch.setattr(images_bucket, "current_objects", list_then_upload)
     reply = api.confirm(1, [t["image_id"] for t in tickets])
 
-    # Three conditional writes, one refused; then one consistent read of the refused record.
-    assert dict(aws_calls) == {("dynamodb", "UpdateItem"): 3, ("dynamodb", "BatchGetItem"): 1}
+    # 60 conditional writes, one refused; then one consistent read of the refused record.
+    assert dict(aws_calls) == {("dynamodb", "UpdateItem"): 60, ("dynamodb", "BatchGetItem"): 1}
     assert reply.json["updated_count"] == 1
-    assert [status_of(api, t)["status"] for t in tickets] == ["error", "uploaded", "error"]
+    assert [status_of(api, t)["status"] for t in tickets[:3]] == ["error", "uploaded", "error"]
 
 
 class _Answers:

@@ -8,7 +8,7 @@ from images_api import cursor as cursors
 from images_api.access import Caller, require
 from uploads_core import hashes_table, images_bucket, images_table, lifecycle
 from uploads_core.errors import ConflictError, DatasetNotFoundError, ImageNotFoundError
-from uploads_core.keys import image_key, thumbnail_prefix
+from uploads_core.keys import image_key, images_prefix, thumbnail_prefix
 from uploads_core.models import (
     ConfirmUploadResponse,
     DeleteResult,
@@ -204,7 +204,7 @@ def confirm_upload(caller: Caller, dataset_id: int, image_ids: list[int]) -> Con
     require(caller, dataset_id, Role.EDITOR)
     images = {i.id: i for i in images_table.get_many(image_ids) if i.dataset_id == dataset_id}
     unverified = [i for i in images.values() if i.status != ImageStatus.UPLOADED]
-    found = images_bucket.head_many(i.s3_key for i in unverified)
+    found = images_bucket.current_objects(images_prefix(dataset_id), (i.s3_key for i in unverified))
     waiting: dict[int, str | None] = {}  # image id -> the version present, not judged yet
     missing = []
     for image in unverified:

@@ -33,8 +33,13 @@ def safe_filename(filename: str) -> str:
     return name or "file"
 
 
+def images_prefix(dataset_id: int) -> str:
+    """Where every uploaded object of one dataset lives."""
+    return f"datasets/{dataset_id}/images/"
+
+
 def image_key(dataset_id: int, filename: str) -> str:
-    return f"datasets/{dataset_id}/images/{uuid.uuid4()}_{safe_filename(filename)}"
+    return f"{images_prefix(dataset_id)}{uuid.uuid4()}_{safe_filename(filename)}"
 
 
 def thumbnail_prefix(dataset_id: int, image_id: int) -> str:
