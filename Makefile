@@ -66,7 +66,9 @@ unit: install
 integration: install
 	$(PY) -m pytest tests/integration
 
-test: install browser-deps lint validate import-check checkov
+# The gates side by side (much of each is waiting on pip, sam or a subprocess), then the tests.
+test: install browser-deps
+	@$(MAKE) --no-print-directory -j4 -Otarget lint validate import-check checkov
 	$(PY) -m pytest
 
 # IaC security scan of template.yaml; fails on any failed check (skips are justified in the template).

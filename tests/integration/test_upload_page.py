@@ -13,7 +13,6 @@ import re
 import shutil
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -58,14 +57,23 @@ def origin(url: str) -> str:
     return "{0.scheme}://{0.netloc}".format(urlsplit(url))
 
 
-@contextmanager
-def chromium_browser():
+@pytest.fixture(scope="module")
+def _chromium():
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
         try:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def browser(_chromium):
+    """One Chromium per module (a launch costs ~1 s of CPU); each test's pages live in browser contexts
+    of their own (cookies, storage), all closed after it."""
+    yield _chromium
+    for context in _chromium.contexts:
+        context.close()
 
 
 class RequestLog:
@@ -151,7 +159,7 @@ def test_the_stack_serves_the_pages_config(stack, jwt_stack):
     assert discovery.json()["issuer"] == jwt_stack.issuer
 
 
-def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
+def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path, browser):
     dataset = stack.dataset()
     files = {
         "photo.jpg": sample_images.jpeg(640, 480),
@@ -171,70 +179,65 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path):
         (tmp_path / name).write_bytes(data)
     console_errors: list[str] = []
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            page.on("pageerror", lambda error: console_errors.append(str(error)))
-            page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
-            page.on("response", lambda r: r.status >= 400 and console_errors.append(f"{r.status} {r.url}"))
-            # The first PUT of photo.jpg fails as if S3 dropped the connection: the page retries it
-            # with a fresh URL from a new prepare-upload.
-            failed_puts: list[str] = []
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    page.on("pageerror", lambda error: console_errors.append(str(error)))
+    page.on("console", lambda m: m.type == "error" and console_errors.append(m.text))
+    page.on("response", lambda r: r.status >= 400 and console_errors.append(f"{r.status} {r.url}"))
+    # The first PUT of photo.jpg fails as if S3 dropped the connection: the page retries it
+    # with a fresh URL from a new prepare-upload.
+    failed_puts: list[str] = []
 
-            def drop_first_photo_put(route):
-                if route.request.method == "PUT" and "photo.jpg" in route.request.url and not failed_puts:
-                    failed_puts.append(route.request.url)
-                    route.abort("connectionreset")
-                else:
-                    route.continue_()
+    def drop_first_photo_put(route):
+        if route.request.method == "PUT" and "photo.jpg" in route.request.url and not failed_puts:
+            failed_puts.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
 
-            page.route(f"{stack.aws}/**", drop_first_photo_put)
-            page.goto(stack.url(f"/?dataset={dataset}&page_size=4"))
-            expect(page.locator("#rules")).to_have_text(
-                "JPEG, PNG, WebP, GIF, HEIC, HEIF or AVIF, 10 MiB at most each "
-                "(judged by their content, not their names)."
-            )
-            accept = page.get_attribute("#files", "accept")
-            page.set_input_files("#files", [str(tmp_path / name) for name in files])
+    page.route(f"{stack.aws}/**", drop_first_photo_put)
+    page.goto(stack.url(f"/?dataset={dataset}&page_size=4"))
+    expect(page.locator("#rules")).to_have_text(
+        "JPEG, PNG, WebP, GIF, HEIC, HEIF or AVIF, 10 MiB at most each "
+        "(judged by their content, not their names)."
+    )
+    accept = page.get_attribute("#files", "accept")
+    page.set_input_files("#files", [str(tmp_path / name) for name in files])
 
-            rows = page.locator("#rows tr")
-            expect(rows).to_have_count(len(files))
-            expect(page.locator('#rows tr[data-state="refused"]')).to_have_count(len(refused))
-            expect(page.locator("#start")).to_have_text(f"Upload {len(files) - len(refused)} files")
-            page.click("#start")
+    rows = page.locator("#rows tr")
+    expect(rows).to_have_count(len(files))
+    expect(page.locator('#rows tr[data-state="refused"]')).to_have_count(len(refused))
+    expect(page.locator("#start")).to_have_text(f"Upload {len(files) - len(refused)} files")
+    page.click("#start")
 
-            page.wait_for_function(
-                f"""() => [...document.querySelectorAll('#rows tr')]
-                    .every(r => {list(FINAL_STATES)!r}.includes(r.dataset.state))""",
-                timeout=30_000,
-            )
-            states = {
-                row.locator("td.name").inner_text().strip(): (
-                    row.get_attribute("data-state"),
-                    row.locator("td.status").inner_text(),
-                )
-                for row in rows.all()
-            }
-            # The grid: one thumbnail per uploaded image, each loaded from S3, 4 a page.
-            expect(page.locator("#grid img")).to_have_count(4)
-            page.click("#more")
-            page.wait_for_function(
-                """() => {
-                    const imgs = [...document.querySelectorAll('#grid img')];
-                    return imgs.length === 6 && imgs.every(i => i.complete && i.naturalWidth > 0);
-                }""",
-                timeout=15_000,
-            )
-            expect(page.locator("#more")).to_be_hidden()
-            captions = page.locator("#grid .caption").all_inner_texts()
-            markup = page.locator("#rows b, #grid b").count()
-            overall = page.eval_on_selector("#overall", "p => [p.value, p.max]")
-            summary = page.inner_text("#summary")
-            message_hidden = page.locator("#message").is_hidden()
-            page.screenshot(path=tmp_path / "upload_page.png", full_page=True)
-        finally:
-            browser.close()
+    page.wait_for_function(
+        f"""() => [...document.querySelectorAll('#rows tr')]
+            .every(r => {list(FINAL_STATES)!r}.includes(r.dataset.state))""",
+        timeout=30_000,
+    )
+    states = {
+        row.locator("td.name").inner_text().strip(): (
+            row.get_attribute("data-state"),
+            row.locator("td.status").inner_text(),
+        )
+        for row in rows.all()
+    }
+    # The grid: one thumbnail per uploaded image, each loaded from S3, 4 a page.
+    expect(page.locator("#grid img")).to_have_count(4)
+    page.click("#more")
+    page.wait_for_function(
+        """() => {
+            const imgs = [...document.querySelectorAll('#grid img')];
+            return imgs.length === 6 && imgs.every(i => i.complete && i.naturalWidth > 0);
+        }""",
+        timeout=15_000,
+    )
+    expect(page.locator("#more")).to_be_hidden()
+    captions = page.locator("#grid .caption").all_inner_texts()
+    markup = page.locator("#rows b, #grid b").count()
+    overall = page.eval_on_selector("#overall", "p => [p.value, p.max]")
+    summary = page.inner_text("#summary")
+    message_hidden = page.locator("#message").is_hidden()
+    page.screenshot(path=tmp_path / "upload_page.png", full_page=True)
 
     assert states["photo.jpg"] == ("uploaded", "uploaded · 640\u00d7480")
     assert states["<b>bold<b> été.png"] == ("uploaded", "uploaded · 40\u00d730")
@@ -294,7 +297,7 @@ def data_url_image(url: str) -> Image.Image:
     return Image.open(io.BytesIO(base64.b64decode(match[1])))
 
 
-def test_a_phone_photo_uploads_from_the_page_shown_upright_with_its_placeholder(stack, tmp_path):
+def test_a_phone_photo_uploads_from_the_page_shown_upright_with_its_placeholder(stack, tmp_path, browser):
     """An iPhone-like HEIC (stored 96x64, orientation 6, which Chromium cannot show) and an AVIF: the
     page sends both by their bytes, shows their display size, and paints each record's ThumbHash until
     its thumbnail loads (the thumbnails are held back here, so the placeholders stay)."""
@@ -307,50 +310,45 @@ def test_a_phone_photo_uploads_from_the_page_shown_upright_with_its_placeholder(
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            held: list[str] = []
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    held: list[str] = []
 
-            def hold_thumbnails(route):
-                if "/thumbnails/" in route.request.url:
-                    held.append(route.request.url)  # never answered: the placeholder stays
-                else:
-                    route.continue_()
+    def hold_thumbnails(route):
+        if "/thumbnails/" in route.request.url:
+            held.append(route.request.url)  # never answered: the placeholder stays
+        else:
+            route.continue_()
 
-            page.route(f"{stack.aws}/**", hold_thumbnails)
-            page.goto(stack.url(f"/?dataset={dataset}"))
-            expect(page.locator("#rules")).to_contain_text("HEIC, HEIF or AVIF")
-            page.set_input_files("#files", [str(tmp_path / name) for name in files])
-            expect(page.locator("#start")).to_have_text("Upload 2 files")
-            page.click("#start")
-            page.wait_for_function(
-                f"""() => [...document.querySelectorAll('#rows tr')]
-                    .every(r => {list(FINAL_STATES)!r}.includes(r.dataset.state))""",
-                timeout=30_000,
-            )
-            states = {
-                row.locator("td.name").inner_text().strip(): row.locator("td.status").inner_text()
-                for row in page.locator("#rows tr").all()
-            }
-            expect(page.locator("#grid img")).to_have_count(2)
-            page.wait_for_function("() => document.querySelectorAll('#grid img.placeholder').length === 2")
-            cards = {
-                card.locator(".caption").inner_text(): (
-                    card.locator(".meta").inner_text(),
-                    card.locator("img").evaluate("i => i.style.backgroundImage"),
-                )
-                for card in page.locator("#grid li").all()
-            }
-            # Chromium cannot show the HEIC file itself: its row's preview falls back to the placeholder.
-            heic_row = page.locator("#rows tr", has_text="IMG_0001.HEIC")
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('#rows tr img')].some(i => i.src.startsWith('data:'))"
-            )
-            heic_preview = heic_row.locator("img").get_attribute("src")
-        finally:
-            browser.close()
+    page.route(f"{stack.aws}/**", hold_thumbnails)
+    page.goto(stack.url(f"/?dataset={dataset}"))
+    expect(page.locator("#rules")).to_contain_text("HEIC, HEIF or AVIF")
+    page.set_input_files("#files", [str(tmp_path / name) for name in files])
+    expect(page.locator("#start")).to_have_text("Upload 2 files")
+    page.click("#start")
+    page.wait_for_function(
+        f"""() => [...document.querySelectorAll('#rows tr')]
+            .every(r => {list(FINAL_STATES)!r}.includes(r.dataset.state))""",
+        timeout=30_000,
+    )
+    states = {
+        row.locator("td.name").inner_text().strip(): row.locator("td.status").inner_text()
+        for row in page.locator("#rows tr").all()
+    }
+    expect(page.locator("#grid img")).to_have_count(2)
+    page.wait_for_function("() => document.querySelectorAll('#grid img.placeholder').length === 2")
+    cards = {
+        card.locator(".caption").inner_text(): (
+            card.locator(".meta").inner_text(),
+            card.locator("img").evaluate("i => i.style.backgroundImage"),
+        )
+        for card in page.locator("#grid li").all()
+    }
+    # Chromium cannot show the HEIC file itself: its row's preview falls back to the placeholder.
+    heic_row = page.locator("#rows tr", has_text="IMG_0001.HEIC")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#rows tr img')].some(i => i.src.startsWith('data:'))"
+    )
+    heic_preview = heic_row.locator("img").get_attribute("src")
 
     assert states == {"IMG_0001.HEIC": "uploaded · 64\u00d796", "IMG_0002.avif": "uploaded · 80\u00d740"}
     assert held
@@ -376,31 +374,30 @@ def test_a_phone_photo_uploads_from_the_page_shown_upright_with_its_placeholder(
     assert images["IMG_0002.avif"]["mime_type"] == "image/avif"
 
 
-def test_a_file_already_in_the_dataset_is_not_sent_again(stack, tmp_path):
+def test_a_file_already_in_the_dataset_is_not_sent_again(stack, tmp_path, browser):
     dataset = stack.dataset()
     photo = sample_images.jpeg_of_size(4000, tag=dataset)
     (tmp_path / "photo.jpg").write_bytes(photo)
     (tmp_path / "copy of photo.jpg").write_bytes(photo)
 
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        log = RequestLog(page)
-        page.goto(stack.url(f"/?dataset={dataset}"))
-        page.set_input_files("#files", [str(tmp_path / "photo.jpg")])
-        page.click("#start")
-        wait_until_settled(page)
-        first = page.locator("#rows tr td.status").inner_text()
-        puts = [r for r in log.to(stack.aws) if r.method == "PUT"]
-        checksums = [r.headers.get("x-amz-checksum-sha256") for r in puts]
+    page = browser.new_page()
+    log = RequestLog(page)
+    page.goto(stack.url(f"/?dataset={dataset}"))
+    page.set_input_files("#files", [str(tmp_path / "photo.jpg")])
+    page.click("#start")
+    wait_until_settled(page)
+    first = page.locator("#rows tr td.status").inner_text()
+    puts = [r for r in log.to(stack.aws) if r.method == "PUT"]
+    checksums = [r.headers.get("x-amz-checksum-sha256") for r in puts]
 
-        page.goto(stack.url(f"/?dataset={dataset}"))  # a new visit: the page remembers nothing
-        log.requests.clear()
-        page.set_input_files("#files", [str(tmp_path / "copy of photo.jpg")])
-        page.click("#start")
-        wait_until_settled(page)
-        row = page.locator("#rows tr")
-        second = (row.get_attribute("data-state"), row.locator("td.status").inner_text())
-        puts_again = [r for r in log.to(stack.aws) if r.method == "PUT"]
+    page.goto(stack.url(f"/?dataset={dataset}"))  # a new visit: the page remembers nothing
+    log.requests.clear()
+    page.set_input_files("#files", [str(tmp_path / "copy of photo.jpg")])
+    page.click("#start")
+    wait_until_settled(page)
+    row = page.locator("#rows tr")
+    second = (row.get_attribute("data-state"), row.locator("td.status").inner_text())
+    puts_again = [r for r in log.to(stack.aws) if r.method == "PUT"]
 
     image = stack.http.get(stack.url(f"/datasets/{dataset}/images")).json()
     assert first.startswith("uploaded")
@@ -410,7 +407,7 @@ def test_a_file_already_in_the_dataset_is_not_sent_again(stack, tmp_path):
     assert puts_again == []
 
 
-def test_the_page_takes_its_rules_from_the_api(stack, tmp_path):
+def test_the_page_takes_its_rules_from_the_api(stack, tmp_path, browser):
     # Another deployment's rules: PNG only, 2 KiB at most, 2 files a batch. The page keeps no copy.
     rules = {**stack.http.get(stack.url("/limits")).json(), "mime_types": ["image/png"], "max_batch": 2}
     rules["max_file_size"] = 2048
@@ -425,38 +422,37 @@ def test_the_page_takes_its_rules_from_the_api(stack, tmp_path):
         (tmp_path / name).write_bytes(data)
     dataset = stack.dataset()
 
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        asked: list = []
+    page = browser.new_page()
+    asked: list = []
 
-        def limits(route):
-            asked.append(route.request)
-            route.fulfill(json=rules)
+    def limits(route):
+        asked.append(route.request)
+        route.fulfill(json=rules)
 
-        page.route(stack.url("/limits"), limits)
-        log = RequestLog(page)
-        page.goto(stack.url(f"/?dataset={dataset}"))
-        expect(page.locator("#rules")).to_have_text(
-            "PNG, 2 KiB at most each (judged by their content, not their names)."
+    page.route(stack.url("/limits"), limits)
+    log = RequestLog(page)
+    page.goto(stack.url(f"/?dataset={dataset}"))
+    expect(page.locator("#rules")).to_have_text(
+        "PNG, 2 KiB at most each (judged by their content, not their names)."
+    )
+    accept = page.get_attribute("#files", "accept")
+    page.set_input_files("#files", [str(tmp_path / name) for name in files])
+    expect(page.locator('#rows tr[data-state="refused"]')).to_have_count(2)
+    expect(page.locator("#start")).to_have_text("Upload 3 files")
+    page.click("#start")
+    wait_until_settled(page)
+    states = dict(
+        zip(
+            page.locator("#rows td.name").all_inner_texts(),
+            page.locator("#rows td.status").all_inner_texts(),
+            strict=True,
         )
-        accept = page.get_attribute("#files", "accept")
-        page.set_input_files("#files", [str(tmp_path / name) for name in files])
-        expect(page.locator('#rows tr[data-state="refused"]')).to_have_count(2)
-        expect(page.locator("#start")).to_have_text("Upload 3 files")
-        page.click("#start")
-        wait_until_settled(page)
-        states = dict(
-            zip(
-                page.locator("#rows td.name").all_inner_texts(),
-                page.locator("#rows td.status").all_inner_texts(),
-                strict=True,
-            )
-        )
-        prepared = [
-            json.loads(r.post_data)
-            for r in log.requests
-            if r.method == "POST" and r.url.endswith("/prepare-upload")
-        ]
+    )
+    prepared = [
+        json.loads(r.post_data)
+        for r in log.requests
+        if r.method == "POST" and r.url.endswith("/prepare-upload")
+    ]
 
     assert len(asked) == 1  # once per page load
     assert "authorization" not in asked[0].headers
@@ -468,93 +464,86 @@ def test_the_page_takes_its_rules_from_the_api(stack, tmp_path):
     assert {f["mime_type"] for body in prepared for f in body["files"]} == {"image/png"}
 
 
-def test_without_the_apis_rules_no_file_is_sent(stack, tmp_path):
+def test_without_the_apis_rules_no_file_is_sent(stack, tmp_path, browser):
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(sample_images.jpeg())
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        page.route(stack.url("/limits"), lambda route: route.fulfill(status=404, json={"detail": "Gone"}))
-        log = RequestLog(page)
-        page.goto(stack.url(f"/?dataset={stack.dataset()}"))
-        expect(page.locator("#message")).to_contain_text(
-            "The API's upload rules (GET /limits) could not be read: it answered 404."
-        )
-        page.set_input_files("#files", [str(photo)])
-        expect(page.locator("#rows tr")).to_have_attribute("data-state", "refused")
-        expect(page.locator("#rows td.status")).to_contain_text("upload rules could not be read")
-        expect(page.locator("#start")).to_be_disabled()
-        sent = [r.url for r in log.requests if r.method in ("POST", "PUT")]
+    page = browser.new_page()
+    page.route(stack.url("/limits"), lambda route: route.fulfill(status=404, json={"detail": "Gone"}))
+    log = RequestLog(page)
+    page.goto(stack.url(f"/?dataset={stack.dataset()}"))
+    expect(page.locator("#message")).to_contain_text(
+        "The API's upload rules (GET /limits) could not be read: it answered 404."
+    )
+    page.set_input_files("#files", [str(photo)])
+    expect(page.locator("#rows tr")).to_have_attribute("data-state", "refused")
+    expect(page.locator("#rows td.status")).to_contain_text("upload rules could not be read")
+    expect(page.locator("#start")).to_be_disabled()
+    sent = [r.url for r in log.requests if r.method in ("POST", "PUT")]
     assert sent == []
 
 
-def test_an_unreachable_api_is_said_so(stack):
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        # A deployment whose config.json names an API that does not answer.
-        page.route(stack.url("/config.json"), lambda route: route.fulfill(json={"api": "http://127.0.0.1:9"}))
-        page.goto(stack.url(f"/?dataset={stack.dataset()}"))
-        expect(page.locator("#message")).to_contain_text("The API at http://127.0.0.1:9 is unreachable")
+def test_an_unreachable_api_is_said_so(stack, browser):
+    page = browser.new_page()
+    # A deployment whose config.json names an API that does not answer.
+    page.route(stack.url("/config.json"), lambda route: route.fulfill(json={"api": "http://127.0.0.1:9"}))
+    page.goto(stack.url(f"/?dataset={stack.dataset()}"))
+    expect(page.locator("#message")).to_contain_text("The API at http://127.0.0.1:9 is unreachable")
 
 
-def test_without_config_the_api_is_the_pages_origin(stack):
+def test_without_config_the_api_is_the_pages_origin(stack, browser):
     dataset = stack.dataset()
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        page.route(stack.url("/config.json"), lambda route: route.fulfill(status=404, body="Not Found"))
-        log = RequestLog(page)
-        page.goto(stack.url(f"/?dataset={dataset}"))
-        expect(page.locator("#grid-dataset")).to_have_text(str(dataset))
-        expect(page.locator("#grid")).to_contain_text("No uploaded image yet.")
-        expect(page.locator("#token")).to_be_visible()  # no issuer: a token field, empty for an open API
-        expect(page.locator("#sign-in")).to_be_hidden()
-        expect(page.locator("#message")).to_be_hidden()
-        listed = [r for r in log.requests if urlsplit(r.url).path == f"/datasets/{dataset}/images/with-urls"]
+    page = browser.new_page()
+    page.route(stack.url("/config.json"), lambda route: route.fulfill(status=404, body="Not Found"))
+    log = RequestLog(page)
+    page.goto(stack.url(f"/?dataset={dataset}"))
+    expect(page.locator("#grid-dataset")).to_have_text(str(dataset))
+    expect(page.locator("#grid")).to_contain_text("No uploaded image yet.")
+    expect(page.locator("#token")).to_be_visible()  # no issuer: a token field, empty for an open API
+    expect(page.locator("#sign-in")).to_be_hidden()
+    expect(page.locator("#message")).to_be_hidden()
+    listed = [r for r in log.requests if urlsplit(r.url).path == f"/datasets/{dataset}/images/with-urls"]
     assert [origin(r.url) for r in listed] == [origin(stack.api)]
     assert "authorization" not in listed[0].headers
 
 
-def test_a_bad_config_sends_nothing(stack):
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        page.route(
-            stack.url("/config.json"), lambda route: route.fulfill(json={"api": "http://evil.example"})
-        )
-        log = RequestLog(page)
-        page.goto(stack.url(f"/?dataset={stack.dataset()}"))
-        expect(page.locator("#message")).to_contain_text("config.json: api must be an https: URL")
-        page.wait_for_timeout(300)
-        assert [u for u in log.urls() if urlsplit(u).hostname == "evil.example"] == []
-        expect(page.locator("#start")).to_be_disabled()
+def test_a_bad_config_sends_nothing(stack, browser):
+    page = browser.new_page()
+    page.route(stack.url("/config.json"), lambda route: route.fulfill(json={"api": "http://evil.example"}))
+    log = RequestLog(page)
+    page.goto(stack.url(f"/?dataset={stack.dataset()}"))
+    expect(page.locator("#message")).to_contain_text("config.json: api must be an https: URL")
+    page.wait_for_timeout(300)
+    assert [u for u in log.urls() if urlsplit(u).hostname == "evil.example"] == []
+    expect(page.locator("#start")).to_be_disabled()
 
 
-def test_the_page_url_cannot_send_files_or_tokens_elsewhere(stack, tmp_path):
+def test_the_page_url_cannot_send_files_or_tokens_elsewhere(stack, tmp_path, browser):
     dataset = stack.dataset()
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(sample_images.jpeg(320, 240))
     evil = "https://evil.example"
     query = f"?api={evil}&dataset={dataset}&issuer={evil}&oidc={evil}&config={evil}/config.json&token=x"
 
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        log = RequestLog(page)
-        # Never reached (the test asserts it): were it asked, it would not leave the machine.
-        page.route(lambda url: urlsplit(url).hostname == "evil.example", lambda route: route.abort())
-        # What an earlier version of the page remembered: cleared once, never used.
-        page.goto(stack.url("/"))
-        page.evaluate(f"() => localStorage.setItem('uploads.api', '{evil}')")
-        page.goto(stack.url(f"/{query}"))
-        expect(page.locator("#dataset")).to_have_value(str(dataset))
-        page.set_input_files("#files", [str(photo)])
-        page.click("#start")
-        wait_until_settled(page)
-        state = page.get_attribute("#rows tr", "data-state")
-        expect(page.locator("#grid img")).to_have_count(1)
-        page.wait_for_function("() => document.querySelector('#grid img').naturalWidth > 0")
-        local, session = storage(page, "localStorage"), storage(page, "sessionStorage")
-        urls = log.urls()
-        api_calls = log.to(origin(stack.api))
-        s3_calls = log.to(stack.aws)
-        authorized = [r.url for r in log.requests if "authorization" in r.all_headers()]
+    page = browser.new_page()
+    log = RequestLog(page)
+    # Never reached (the test asserts it): were it asked, it would not leave the machine.
+    page.route(lambda url: urlsplit(url).hostname == "evil.example", lambda route: route.abort())
+    # What an earlier version of the page remembered: cleared once, never used.
+    page.goto(stack.url("/"))
+    page.evaluate(f"() => localStorage.setItem('uploads.api', '{evil}')")
+    page.goto(stack.url(f"/{query}"))
+    expect(page.locator("#dataset")).to_have_value(str(dataset))
+    page.set_input_files("#files", [str(photo)])
+    page.click("#start")
+    wait_until_settled(page)
+    state = page.get_attribute("#rows tr", "data-state")
+    expect(page.locator("#grid img")).to_have_count(1)
+    page.wait_for_function("() => document.querySelector('#grid img').naturalWidth > 0")
+    local, session = storage(page, "localStorage"), storage(page, "sessionStorage")
+    urls = log.urls()
+    api_calls = log.to(origin(stack.api))
+    s3_calls = log.to(stack.aws)
+    authorized = [r.url for r in log.requests if "authorization" in r.all_headers()]
 
     assert state == "uploaded"
     assert [u for u in urls if urlsplit(u).hostname == "evil.example"] == []
@@ -587,7 +576,7 @@ def test_the_bucket_cors_rules_let_the_page_put_and_get(stack):
     assert any("ETag" in rule.get("ExposeHeaders", []) for rule in rules)
 
 
-def test_signing_in_then_uploading_to_ones_own_dataset(jwt_stack, tmp_path):
+def test_signing_in_then_uploading_to_ones_own_dataset(jwt_stack, tmp_path, browser):
     user, other = f"pat-{uuid.uuid4().hex[:8]}", f"sam-{uuid.uuid4().hex[:8]}"
     dataset = jwt_stack.dataset()
     photo = tmp_path / "photo.jpg"
@@ -595,69 +584,68 @@ def test_signing_in_then_uploading_to_ones_own_dataset(jwt_stack, tmp_path):
     api = origin(jwt_stack.api)
     errors: list[str] = []
 
-    with chromium_browser() as browser:
-        page = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    page = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
 
-        # The page's console errors (CSP violations included); the issuer's sign-in page (which has
-        # no icon, so Chromium asks for /favicon.ico) is not ours.
-        def console_error(message) -> None:
-            url = message.location["url"]
-            if message.type == "error" and "/_local/oidc/" not in url and not url.endswith("/favicon.ico"):
-                errors.append(f"{message.text} ({url})")
+    # The page's console errors (CSP violations included); the issuer's sign-in page (which has
+    # no icon, so Chromium asks for /favicon.ico) is not ours.
+    def console_error(message) -> None:
+        url = message.location["url"]
+        if message.type == "error" and "/_local/oidc/" not in url and not url.endswith("/favicon.ico"):
+            errors.append(f"{message.text} ({url})")
 
-        page.on("console", console_error)
-        log = RequestLog(page)
-        page.goto(jwt_stack.url("/"))
-        expect(page.locator("#sign-in")).to_be_visible()
-        expect(page.locator("#token")).to_be_hidden()
-        expect(page.locator("#note")).to_contain_text("Sign in")
-        sign_in(page, user)
-        back_at = page.url
-        signed_in = storage(page, "sessionStorage")
-        local = storage(page, "localStorage")
-        expect(page.locator("#note")).to_be_hidden()
-        expect(page.locator("#create")).to_be_visible()
+    page.on("console", console_error)
+    log = RequestLog(page)
+    page.goto(jwt_stack.url("/"))
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#token")).to_be_hidden()
+    expect(page.locator("#note")).to_contain_text("Sign in")
+    sign_in(page, user)
+    back_at = page.url
+    signed_in = storage(page, "sessionStorage")
+    local = storage(page, "localStorage")
+    expect(page.locator("#note")).to_be_hidden()
+    expect(page.locator("#create")).to_be_visible()
 
-        page.fill("#new-dataset", str(dataset))
-        page.click("#create-button")
-        expect(page.locator("#datasets")).to_have_value(str(dataset))
-        expect(page.locator("#datasets option:checked")).to_have_text(f"{dataset} · owner")
-        page.set_input_files("#files", [str(photo)])
-        page.click("#start")
-        wait_until_settled(page)
-        state = page.get_attribute("#rows tr", "data-state")
-        status = page.inner_text("#rows td.status")
-        expect(page.locator("#grid img")).to_have_count(1)
-        page.wait_for_function("() => document.querySelector('#grid img').naturalWidth > 0")
-        expect(page.locator("#grid-dataset")).to_have_text(f"{dataset} (owner)")
-        page.screenshot(path=tmp_path / "signed_in.png", full_page=True)
-        s3_calls = log.to(jwt_stack.aws)
-        s3_authorized = [r.url for r in s3_calls if "authorization" in r.all_headers()]
-        api_headers = [
-            (urlsplit(r.url).path, r.all_headers().get("authorization"))
-            for r in log.to(api)
-            if r.method != "OPTIONS" and urlsplit(r.url).path.startswith(("/datasets", "/images"))
-        ]
-        issuer_calls = [urlsplit(r.url).path for r in log.to(api) if "/_local/oidc/" in r.url]
-        strangers = elsewhere(log.urls(), api, jwt_stack.aws)
+    page.fill("#new-dataset", str(dataset))
+    page.click("#create-button")
+    expect(page.locator("#datasets")).to_have_value(str(dataset))
+    expect(page.locator("#datasets option:checked")).to_have_text(f"{dataset} · owner")
+    page.set_input_files("#files", [str(photo)])
+    page.click("#start")
+    wait_until_settled(page)
+    state = page.get_attribute("#rows tr", "data-state")
+    status = page.inner_text("#rows td.status")
+    expect(page.locator("#grid img")).to_have_count(1)
+    page.wait_for_function("() => document.querySelector('#grid img').naturalWidth > 0")
+    expect(page.locator("#grid-dataset")).to_have_text(f"{dataset} (owner)")
+    page.screenshot(path=tmp_path / "signed_in.png", full_page=True)
+    s3_calls = log.to(jwt_stack.aws)
+    s3_authorized = [r.url for r in s3_calls if "authorization" in r.all_headers()]
+    api_headers = [
+        (urlsplit(r.url).path, r.all_headers().get("authorization"))
+        for r in log.to(api)
+        if r.method != "OPTIONS" and urlsplit(r.url).path.startswith(("/datasets", "/images"))
+    ]
+    issuer_calls = [urlsplit(r.url).path for r in log.to(api) if "/_local/oidc/" in r.url]
+    strangers = elsewhere(log.urls(), api, jwt_stack.aws)
 
-        page.click("#sign-out")
-        expect(page.locator("#sign-in")).to_be_visible()
-        expect(page.locator("#user")).to_be_hidden()
-        signed_out = storage(page, "sessionStorage")
-        local_after = storage(page, "localStorage")
+    page.click("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#user")).to_be_hidden()
+    signed_out = storage(page, "sessionStorage")
+    local_after = storage(page, "localStorage")
 
-        # Another user, in a browser context of their own, follows a link to that dataset.
-        other_page = browser.new_context().new_page()
-        other_page.goto(jwt_stack.url(f"/?dataset={dataset}"))
-        sign_in(other_page, other)
-        expect(other_page.locator("#message")).to_contain_text(
-            f"The API answered 404: Dataset {dataset} not found"
-        )
-        offered = other_page.eval_on_selector_all("#datasets option[data-role]", "os => os.map(o => o.value)")
-        other_url = other_page.url
-        expect(other_page.locator("#grid img")).to_have_count(0)
+    # Another user, in a browser context of their own, follows a link to that dataset.
+    other_page = browser.new_context().new_page()
+    other_page.goto(jwt_stack.url(f"/?dataset={dataset}"))
+    sign_in(other_page, other)
+    expect(other_page.locator("#message")).to_contain_text(
+        f"The API answered 404: Dataset {dataset} not found"
+    )
+    offered = other_page.eval_on_selector_all("#datasets option[data-role]", "os => os.map(o => o.value)")
+    other_url = other_page.url
+    expect(other_page.locator("#grid img")).to_have_count(0)
 
     assert back_at == jwt_stack.url("/")  # the code and state left the address bar
     assert set(signed_in) == {"uploads.token", "uploads.user"}
@@ -684,45 +672,43 @@ def test_signing_in_then_uploading_to_ones_own_dataset(jwt_stack, tmp_path):
     assert [(i["filename"], i["status"]) for i in owner] == [("photo.jpg", "uploaded")]
 
 
-def test_a_forged_sign_in_answer_is_refused(jwt_stack):
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        log = RequestLog(page)
-        page.goto(jwt_stack.url("/?code=stolen&state=guessed&dataset=3"))
-        expect(page.locator("#message")).to_contain_text("this tab did not ask for")
-        expect(page.locator("#sign-in")).to_be_visible()
-        url = page.url
-        session = storage(page, "sessionStorage")
+def test_a_forged_sign_in_answer_is_refused(jwt_stack, browser):
+    page = browser.new_page()
+    log = RequestLog(page)
+    page.goto(jwt_stack.url("/?code=stolen&state=guessed&dataset=3"))
+    expect(page.locator("#message")).to_contain_text("this tab did not ask for")
+    expect(page.locator("#sign-in")).to_be_visible()
+    url = page.url
+    session = storage(page, "sessionStorage")
     assert url == jwt_stack.url("/?dataset=3")
     assert "uploads.token" not in session
     assert not [u for u in log.urls() if u.endswith("/token")]  # the code was never traded
 
 
-def test_an_expired_sign_in_signs_out_with_a_message(jwt_stack):
+def test_an_expired_sign_in_signs_out_with_a_message(jwt_stack, browser):
     expired = jwt_stack.dev_token(f"ann-{uuid.uuid4().hex[:8]}", ttl=1)
     deadline = time.monotonic() + 15
     while requests.get(jwt_stack.url("/datasets"), headers=bearer(expired), timeout=10).status_code != 401:
         assert time.monotonic() < deadline, "a token of 1 second was still accepted after 15"
         time.sleep(0.2)
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        page.goto(jwt_stack.url("/"))
-        expect(page.locator("#sign-in")).to_be_visible()
-        # As if signed in an hour ago in this tab: the page asks for the datasets, the API says 401.
-        page.evaluate(
-            """([token]) => { sessionStorage.setItem("uploads.token", token);
-                              sessionStorage.setItem("uploads.user", "ann"); }""",
-            [expired],
-        )
-        page.reload()
-        expect(page.locator("#message")).to_contain_text("The API refused your sign-in (401 Unauthorized)")
-        expect(page.locator("#sign-in")).to_be_visible()
-        expect(page.locator("#user")).to_be_hidden()
-        session = storage(page, "sessionStorage")
+    page = browser.new_page()
+    page.goto(jwt_stack.url("/"))
+    expect(page.locator("#sign-in")).to_be_visible()
+    # As if signed in an hour ago in this tab: the page asks for the datasets, the API says 401.
+    page.evaluate(
+        """([token]) => { sessionStorage.setItem("uploads.token", token);
+                          sessionStorage.setItem("uploads.user", "ann"); }""",
+        [expired],
+    )
+    page.reload()
+    expect(page.locator("#message")).to_contain_text("The API refused your sign-in (401 Unauthorized)")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#user")).to_be_hidden()
+    session = storage(page, "sessionStorage")
     assert "uploads.token" not in session
 
 
-def test_a_pasted_token_works_and_an_expired_one_is_refused(jwt_stack, tmp_path):
+def test_a_pasted_token_works_and_an_expired_one_is_refused(jwt_stack, tmp_path, browser):
     user, viewer = f"kim-{uuid.uuid4().hex[:8]}", f"lou-{uuid.uuid4().hex[:8]}"
     dataset = jwt_stack.dataset()
     owner = jwt_stack.as_user(user)
@@ -734,53 +720,50 @@ def test_a_pasted_token_works_and_an_expired_one_is_refused(jwt_stack, tmp_path)
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(sample_images.jpeg(200, 100))
 
-    with chromium_browser() as browser:
-        page = browser.new_page()
-        # A deployment without sign-in: its users get tokens elsewhere and paste them.
-        page.route(jwt_stack.url("/config.json"), lambda route: route.fulfill(json={}))
-        log = RequestLog(page)
-        page.goto(jwt_stack.url("/"))
-        expect(page.locator("#token")).to_be_visible()
-        expect(page.locator("#sign-in")).to_be_hidden()
-        expect(page.locator("#token")).to_have_attribute("type", "password")
+    page = browser.new_page()
+    # A deployment without sign-in: its users get tokens elsewhere and paste them.
+    page.route(jwt_stack.url("/config.json"), lambda route: route.fulfill(json={}))
+    log = RequestLog(page)
+    page.goto(jwt_stack.url("/"))
+    expect(page.locator("#token")).to_be_visible()
+    expect(page.locator("#sign-in")).to_be_hidden()
+    expect(page.locator("#token")).to_have_attribute("type", "password")
 
-        token = jwt_stack.dev_token(user)
-        page.fill("#token", token)
-        page.press("#token", "Enter")
-        expect(page.locator("#datasets")).to_have_value(str(dataset))
-        page.set_input_files("#files", [str(photo)])
-        page.click("#start")
-        wait_until_settled(page)
-        state = page.get_attribute("#rows tr", "data-state")
-        stored = storage(page, "sessionStorage").get("uploads.token")
-        local = storage(page, "localStorage")
-        s3_authorized = [r.url for r in log.to(jwt_stack.aws) if "authorization" in r.all_headers()]
+    token = jwt_stack.dev_token(user)
+    page.fill("#token", token)
+    page.press("#token", "Enter")
+    expect(page.locator("#datasets")).to_have_value(str(dataset))
+    page.set_input_files("#files", [str(photo)])
+    page.click("#start")
+    wait_until_settled(page)
+    state = page.get_attribute("#rows tr", "data-state")
+    stored = storage(page, "sessionStorage").get("uploads.token")
+    local = storage(page, "localStorage")
+    s3_authorized = [r.url for r in log.to(jwt_stack.aws) if "authorization" in r.all_headers()]
 
-        # A viewer sees the dataset with their role, and the API's 403 when they try to upload.
-        page.click("#clear")
-        page.fill("#token", jwt_stack.dev_token(viewer))
-        page.press("#token", "Enter")
-        expect(page.locator("#datasets option:checked")).to_have_text(f"{dataset} · viewer")
-        expect(page.locator("#grid img")).to_have_count(1)
-        page.set_input_files("#files", [str(photo)])
-        page.click("#start")
-        expect(page.locator("#message")).to_contain_text(
-            f"The API answered 403: This needs the editor role in dataset {dataset}; you are a viewer"
-        )
+    # A viewer sees the dataset with their role, and the API's 403 when they try to upload.
+    page.click("#clear")
+    page.fill("#token", jwt_stack.dev_token(viewer))
+    page.press("#token", "Enter")
+    expect(page.locator("#datasets option:checked")).to_have_text(f"{dataset} · viewer")
+    expect(page.locator("#grid img")).to_have_count(1)
+    page.set_input_files("#files", [str(photo)])
+    page.click("#start")
+    expect(page.locator("#message")).to_contain_text(
+        f"The API answered 403: This needs the editor role in dataset {dataset}; you are a viewer"
+    )
 
-        expired = jwt_stack.dev_token(user, ttl=1)
-        deadline = time.monotonic() + 15
-        while (
-            requests.get(jwt_stack.url("/datasets"), headers=bearer(expired), timeout=10).status_code != 401
-        ):
-            assert time.monotonic() < deadline, "a token of 1 second was still accepted after 15"
-            time.sleep(0.2)
-        page.fill("#token", expired)
-        page.press("#token", "Enter")
-        expect(page.locator("#message")).to_contain_text("The API refused the token (401 Unauthorized)")
-        expect(page.locator("#token")).to_have_value("")
-        expect(page.locator("#dataset")).to_be_visible()
-        after = storage(page, "sessionStorage")
+    expired = jwt_stack.dev_token(user, ttl=1)
+    deadline = time.monotonic() + 15
+    while requests.get(jwt_stack.url("/datasets"), headers=bearer(expired), timeout=10).status_code != 401:
+        assert time.monotonic() < deadline, "a token of 1 second was still accepted after 15"
+        time.sleep(0.2)
+    page.fill("#token", expired)
+    page.press("#token", "Enter")
+    expect(page.locator("#message")).to_contain_text("The API refused the token (401 Unauthorized)")
+    expect(page.locator("#token")).to_have_value("")
+    expect(page.locator("#dataset")).to_be_visible()
+    after = storage(page, "sessionStorage")
 
     assert state == "uploaded"
     assert stored == token

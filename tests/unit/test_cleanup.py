@@ -1,5 +1,6 @@
 """CleanupFunction: `uploading` records long past their URL's expiry go, with their objects; nothing else."""
 
+import functools
 from datetime import UTC, datetime
 
 import pytest
@@ -102,21 +103,27 @@ def test_a_late_upload_wins_over_the_cleanup(api, at_creation, cleanup, monkeypa
     assert keys == ["datasets", "thumbnails"]  # the upload and its thumbnail, one version each
 
 
-def test_pages_through_any_number_of_stale_uploads_without_a_scan(api, at_creation, cleanup, aws_calls):
-    prepare(api, 1000, dataset=1)
-    prepare(api, 300, dataset=2)
+def test_pages_through_any_number_of_stale_uploads_without_a_scan(
+    api, at_creation, cleanup, aws_calls, monkeypatch
+):
+    from uploads_core.images_table import UPLOADING_SHARDS, ImageRecord
+
+    # DynamoDB pages by 1 MB; pages of 10 records make 250 records take several pages per shard.
+    index = ImageRecord.uploading_index
+    monkeypatch.setattr(index, "query", functools.partial(index.query, page_size=10))
+    prepare(api, 200, dataset=1)
+    prepare(api, 50, dataset=2)
     aws_calls.clear()
 
     report = cleanup("2026-11-22T00:00:00Z")
 
-    assert report["removed"] == 1300
+    assert report["removed"] == 250
     assert api.list(1).json == []
     assert api.list(2).json == []
-    operations = {op for (service, op) in aws_calls if service == "dynamodb"}
-    assert "Scan" not in operations
-    assert "Query" in operations
+    assert aws_calls[("dynamodb", "Scan")] == 0
+    assert aws_calls[("dynamodb", "Query")] >= 250 // 10 > UPLOADING_SHARDS  # every page of every shard
     # Versions are found per image (its key, its thumbnails), deleted in batches, not one by one.
-    assert aws_calls[("s3", "ListObjectVersions")] == 2 * 1300
+    assert aws_calls[("s3", "ListObjectVersions")] == 2 * 250
     assert aws_calls[("s3", "DeleteObjects")] == 0  # nothing was ever PUT
     assert aws_calls[("s3", "DeleteObject")] == 0
 
