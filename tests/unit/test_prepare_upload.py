@@ -69,9 +69,9 @@ def test_each_url_signs_its_own_files_declared_type_and_length(api, monkeypatch)
     signed = []
     original = Presigner.put
 
-    def spy(self, key, content_type, content_length, expires_in, now=None):
+    def spy(self, key, content_type, content_length, expires_in, now=None, checksum_sha256=None):
         signed.append((key, content_type, content_length, expires_in))
-        return original(self, key, content_type, content_length, expires_in, now)
+        return original(self, key, content_type, content_length, expires_in, now, checksum_sha256)
 
     monkeypatch.setattr(Presigner, "put", spy)
     files = [jpeg_file("a.gif", 4321, "image/gif"), jpeg_file("b.png", 99, "image/png")]

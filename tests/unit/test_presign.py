@@ -85,9 +85,18 @@ def make_client(endpoint="virtual us-east-1", credentials="with token", **config
     return session.client("s3", endpoint_url=url, config=config)
 
 
-def reference_put(client, bucket, key, content_type="image/jpeg", length=1024, expires=3600):
+def reference_put(client, bucket, key, content_type="image/jpeg", length=1024, expires=3600, checksum=None):
     params = {"Bucket": bucket, "Key": key, "ContentType": content_type, "ContentLength": length}
+    if checksum is not None:
+        params["ChecksumSHA256"] = checksum
     return client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires)
+
+
+CHECKSUMS = [
+    None,
+    "n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=",
+    "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+]
 
 
 def reference_get(client, bucket, key, expires=3600):
@@ -109,9 +118,10 @@ def test_urls_are_botocores_byte_for_byte(frozen, endpoint, credentials):
             ("image/webp", 0, 1),
             ("image/png", 10 << 20, 604800),
         ]:
-            assert presigner.put(key, content_type, length, expires) == reference_put(
-                client, "images-bucket-123", key, content_type, length, expires
-            )
+            for checksum in CHECKSUMS:
+                assert presigner.put(key, content_type, length, expires, checksum_sha256=checksum) == (
+                    reference_put(client, "images-bucket-123", key, content_type, length, expires, checksum)
+                )
         assert presigner.get(key, 600) == reference_get(client, "images-bucket-123", key, 600)
         assert presigner.head(key, 300) == client.generate_presigned_url(
             "head_object", Params={"Bucket": "images-bucket-123", "Key": key}, ExpiresIn=300
@@ -296,11 +306,49 @@ def test_any_key_and_token_give_botocores_url(frozen, token, requests):
     presigner = Presigner(client, "images-bucket-123")
     for key, expires, put in requests:
         if put:
-            ours = presigner.put(key, "image/jpeg", 1024, expires)
-            theirs = reference_put(client, "images-bucket-123", key, "image/jpeg", 1024, expires)
+            checksum = CHECKSUMS[expires % 3]
+            ours = presigner.put(key, "image/jpeg", 1024, expires, checksum_sha256=checksum)
+            theirs = reference_put(client, "images-bucket-123", key, "image/jpeg", 1024, expires, checksum)
         else:
             ours, theirs = (
                 presigner.get(key, expires),
                 reference_get(client, "images-bucket-123", key, expires),
             )
         assert ours == theirs
+
+
+def test_checksum_urls_are_signed_here_after_the_probe(frozen, monkeypatch):
+    client = make_client()
+    presigner = Presigner(client, "images-bucket-123")
+    assert presigner.fast  # the probe: botocore signs its URLs once
+    calls = []
+    original = type(client).generate_presigned_url
+
+    def counted(self, *args, **kwargs):
+        calls.append(kwargs["Params"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(client), "generate_presigned_url", counted)
+    for i in range(20):
+        presigner.put(f"k{i}.jpg", "image/jpeg", 10, 600, checksum_sha256=CHECKSUMS[1])
+    assert calls == []
+
+
+def test_a_botocore_that_signs_checksums_otherwise_gets_every_url_to_sign(frozen, monkeypatch):
+    client = make_client()
+    original = type(client).generate_presigned_url
+
+    def other_checksum_signing(self, operation, Params, ExpiresIn):
+        url = original(self, operation, Params=Params, ExpiresIn=ExpiresIn)
+        return (
+            url.replace("X-Amz-Date=", "x-amz-sdk-checksum-algorithm=SHA256&X-Amz-Date=")
+            if ("ChecksumSHA256" in Params)
+            else url
+        )
+
+    monkeypatch.setattr(type(client), "generate_presigned_url", other_checksum_signing)
+    presigner = Presigner(client, "images-bucket-123")
+
+    assert not presigner.fast
+    url = presigner.put("a.jpg", "image/jpeg", 1, 60, checksum_sha256=CHECKSUMS[1])
+    assert "x-amz-sdk-checksum-algorithm" in url  # botocore's own URL

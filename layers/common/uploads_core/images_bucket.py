@@ -89,17 +89,8 @@ def generate_presigned_upload_url(
 ) -> str:
     """A PUT URL that signs Content-Type and Content-Length: S3 refuses any other type or size; with
     `sha256` (hex) it also signs x-amz-checksum-sha256, and S3 refuses any other bytes (400 BadDigest)."""
-    if sha256 is None:
-        return _presigner().put(s3_key, content_type, content_length, expires_in)
-    params = {
-        "Bucket": _bucket(),
-        "Key": s3_key,
-        "ContentType": content_type,
-        "ContentLength": content_length,
-        "ChecksumSHA256": checksum_header(sha256),
-    }
-    # botocore's own signer: the local one (presign.py) covers the two headers only.
-    return _s3().generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
+    checksum = None if sha256 is None else checksum_header(sha256)
+    return _presigner().put(s3_key, content_type, content_length, expires_in, checksum_sha256=checksum)
 
 
 def checksum_header(sha256: str) -> str:

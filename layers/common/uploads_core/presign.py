@@ -7,7 +7,8 @@ botocore signs itself (a probe, checked by reproducing it exactly), the derived 
 (secret, date, region, service), and each URL costs one SHA-256, one HMAC and some string formatting.
 
 Covered: SigV4 query signing of GetObject (optionally of one version) and HeadObject, and of PutObject with
-Content-Type and Content-Length, for whatever addressing the client uses. Anything else (a probe we
+Content-Type and Content-Length (and x-amz-checksum-sha256 when given), for whatever addressing the
+client uses. Anything else (a probe we
 cannot reproduce, unusual arguments, no credentials, a client whose `generate_presigned_url` was
 replaced) goes to the client's own method.
 """
@@ -24,10 +25,12 @@ from urllib.parse import quote, unquote, urlsplit
 _ALGORITHM = "AWS4-HMAC-SHA256"
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
 _PUT_SIGNED = "content-length;content-type;host"
+_PUT_CHECKSUM_SIGNED = "content-length;content-type;host;x-amz-checksum-sha256"
 _MAX_EXPIRES = 604_800  # SigV4's limit; botocore does not check it, S3 refuses the URL
 # Spaces, accents and every character botocore escapes in a key: the probe checks our encoding too.
 _PROBE_KEY = "presign-probe/a b+é(1)~!*'@$&=,;:?#[].jpg"
 _PROBE_TYPE = "image/jpeg"
+_PROBE_CHECKSUM = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="  # SHA-256 of nothing, in base64
 
 # The clock botocore reads (datetime.now(timezone.utc)) is the system's real-time clock, like this one.
 _clock = time.time
@@ -109,24 +112,34 @@ class Presigner:
         self._queries: tuple[_Day | None, str, dict] = (None, "", {})
 
     def put(
-        self, key: str, content_type: str, content_length: int, expires_in: int, now: datetime | None = None
+        self,
+        key: str,
+        content_type: str,
+        content_length: int,
+        expires_in: int,
+        now: datetime | None = None,
+        checksum_sha256: str | None = None,
     ) -> str:
-        """`put_object` URL signing Content-Type and Content-Length, as botocore would sign it now."""
-        if _plain_header_value(content_type) and type(content_length) is int and content_length >= 0:
+        """`put_object` URL signing Content-Type and Content-Length (and, given its base64 value,
+        x-amz-checksum-sha256), as botocore would sign it now."""
+        plain = _plain_header_value(content_type) and type(content_length) is int and content_length >= 0
+        if plain and (checksum_sha256 is None or _plain_header_value(checksum_sha256)):
             headers = f"content-length:{content_length}\ncontent-type:{content_type}\n"
-            url = self._fast("PUT", key, headers, _PUT_SIGNED, expires_in, now)
+            signed, after_host = _PUT_SIGNED, ""
+            if checksum_sha256 is not None:
+                signed, after_host = _PUT_CHECKSUM_SIGNED, f"x-amz-checksum-sha256:{checksum_sha256}\n"
+            url = self._fast("PUT", key, headers, signed, expires_in, now, after_host=after_host)
             if url is not None:
                 return url
-        return self._client.generate_presigned_url(
-            "put_object",
-            Params={
-                "Bucket": self._bucket,
-                "Key": key,
-                "ContentType": content_type,
-                "ContentLength": content_length,
-            },
-            ExpiresIn=expires_in,
-        )
+        params = {
+            "Bucket": self._bucket,
+            "Key": key,
+            "ContentType": content_type,
+            "ContentLength": content_length,
+        }
+        if checksum_sha256 is not None:
+            params["ChecksumSHA256"] = checksum_sha256
+        return self._client.generate_presigned_url("put_object", Params=params, ExpiresIn=expires_in)
 
     def get(
         self, key: str, expires_in: int, now: datetime | None = None, version_id: str | None = None
@@ -164,6 +177,7 @@ class Presigner:
         expires: int,
         now: datetime | None,
         version_id: str | None = None,
+        after_host: str = "",
     ) -> str | None:
         if type(key) is not str or not key or type(expires) is not int or not 0 < expires <= _MAX_EXPIRES:
             return None  # botocore validates these (or not) in its own way: let it
@@ -182,7 +196,7 @@ class Presigner:
         if pair is None:
             pair = queries[expires, signed] = _queries(day, signed, expires, amz_date)
         try:
-            return _sign(day, method, key, headers, signed, expires, amz_date, version_id, pair)
+            return _sign(day, method, key, headers, signed, expires, amz_date, version_id, pair, after_host)
         except UnicodeError:  # lone surrogates in the key: botocore raises its own error
             return None
 
@@ -214,22 +228,33 @@ class Presigner:
         return shape
 
     def _learn(self, credentials: Any) -> _Shape | None:
-        """Asks botocore for a PUT and a GET URL and keeps their shape if we reproduce both exactly."""
+        """Asks botocore for PUT (with and without a checksum) and GET URLs and keeps their shape if we
+        reproduce each exactly."""
         if not credentials.access_key or not credentials.secret_key or credentials.token == "":
             return None
         params = {"Bucket": self._bucket, "Key": _PROBE_KEY}
         probe_get = self._client.generate_presigned_url("get_object", Params=params, ExpiresIn=3600)
         params |= {"ContentType": _PROBE_TYPE, "ContentLength": 1}
         probe_put = self._client.generate_presigned_url("put_object", Params=params, ExpiresIn=3600)
+        params |= {"ChecksumSHA256": _PROBE_CHECKSUM}
+        probe_checked = self._client.generate_presigned_url("put_object", Params=params, ExpiresIn=3600)
         shape = _shape_of(probe_put, credentials)
         if shape is None:
             return None
-        put_date, get_date = (_query(url).get("X-Amz-Date", "") for url in (probe_put, probe_get))
         headers = f"content-length:1\ncontent-type:{_PROBE_TYPE}\n"
-        put_day, get_day = _day(shape, put_date[:8]), _day(shape, get_date[:8])
-        same = _sign(put_day, "PUT", _PROBE_KEY, headers, _PUT_SIGNED, 3600, put_date) == probe_put
-        same = same and _sign(get_day, "GET", _PROBE_KEY, "", "host", 3600, get_date) == probe_get
-        return shape if same else None
+        checksum = f"x-amz-checksum-sha256:{_PROBE_CHECKSUM}\n"
+        for url, method, head, signed, after_host in [
+            (probe_put, "PUT", headers, _PUT_SIGNED, ""),
+            (probe_checked, "PUT", headers, _PUT_CHECKSUM_SIGNED, checksum),
+            (probe_get, "GET", "", "host", ""),
+        ]:
+            date = _query(url).get("X-Amz-Date", "")
+            signed_here = _sign(
+                _day(shape, date[:8]), method, _PROBE_KEY, head, signed, 3600, date, None, None, after_host
+            )
+            if signed_here != url:
+                return None
+        return shape
 
 
 def _query(url: str) -> dict[str, str]:
@@ -277,7 +302,7 @@ def _day(shape: _Shape, date: str) -> _Day:
     if creds.token is not None:
         fixed["X-Amz-Security-Token"] = _encode_value(creds.token)
     canonical_query, url_query = {}, {}
-    for signed in (_PUT_SIGNED, "host"):
+    for signed in (_PUT_SIGNED, _PUT_CHECKSUM_SIGNED, "host"):
         # Percent-encoded values hold no braces, so these are safe str.format templates.
         params = fixed | {"X-Amz-SignedHeaders": _encode_value(signed)}
         canonical_query[signed] = "&".join(f"{name}={params[name]}" for name in sorted(params))
@@ -304,8 +329,10 @@ def _sign(
     amz_date: str,
     version_id: str | None = None,
     queries: tuple[str, str] | None = None,
+    after_host: str = "",
 ) -> str:
-    """SigV4 query signing (UNSIGNED-PAYLOAD, S3's unnormalised path), in botocore's parameter order."""
+    """SigV4 query signing (UNSIGNED-PAYLOAD, S3's unnormalised path), in botocore's parameter order.
+    `headers` and `after_host`: the canonical headers sorted before and after `host`."""
     shape = day.shape
     encoded_key = _encode_key(key)
     canonical_query, url_query = queries or _queries(day, signed, expires, amz_date)
@@ -316,7 +343,7 @@ def _sign(
         query = f"{query}&{own}"
     canonical_request = (
         f"{method}\n{shape.path_prefix}{encoded_key}\n{query}\n"
-        f"{headers}host:{shape.host}\n\n{signed}\nUNSIGNED-PAYLOAD"
+        f"{headers}host:{shape.host}\n{after_host}\n{signed}\nUNSIGNED-PAYLOAD"
     )
     digest = hashlib.sha256(canonical_request.encode()).hexdigest()
     mac = day.mac.copy()
