@@ -9,25 +9,11 @@
 "use strict";
 
 (() => {
-  // What the API accepts (types, sizes, batch) is read from its GET /limits once per page load, never
-  // copied here. A file is judged by its bytes, as the S3 trigger judges it: these are the magic numbers
-  // it recognises, and the type each one is declared as (a camera's .mpo, a .jfif or a .JPG is a JPEG;
-  // HTML named .png is not an image).
-  const FORMATS = {
-    "image/jpeg": "JPEG",
-    "image/png": "PNG",
-    "image/gif": "GIF",
-    "image/webp": "WebP",
-    "image/heic": "HEIC",
-    "image/heif": "HEIF",
-    "image/avif": "AVIF",
-  };
+  // What the API accepts (types, sizes, batch, and how each type's first bytes look) is read from its
+  // GET /limits once per page load, never copied here. A file is judged by its bytes, as the S3 trigger
+  // judges it (a camera's .mpo, a .jfif or a .JPG is a JPEG; HTML named .png is not an image).
   // Names the file picker also offers for a type (systems that do not know .heic by its MIME type).
   const EXTENSIONS = { "image/jpeg": [".mpo"], "image/heic": [".heic"], "image/heif": [".heif"], "image/avif": [".avif"] };
-  // ISO BMFF `ftyp` brands (HEIC, AVIF): an AVIF brand anywhere makes it AVIF; else a HEIF major brand.
-  const AVIF_BRANDS = ["avif", "avis"];
-  const HEIF_BRANDS = ["heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs", "mif1", "msf1"];
-  const SNIFF_BYTES = 64;
   const PARALLEL = 4; // PUTs at once
   const BATCH = 100; // files per prepare-upload, at most the API's max_batch
   const PUT_ATTEMPTS = 3; // a failed PUT is tried again twice, each time with a fresh URL
@@ -165,8 +151,16 @@
     if (!response.ok) throw new Error(`The API's upload rules (GET /limits) could not be read: it answered ${response.status}.`);
     const body = await response.json().catch(() => null);
     const count = (name) => (body && Number.isSafeInteger(body[name]) && body[name] >= 0 ? body[name] : null);
+    const strings = (list) => Array.isArray(list) && list.every((t) => typeof t === "string");
+    const hex = (text) => typeof text === "string" && /^([0-9a-f]{2})+$/.test(text);
+    const signature = (s) =>
+      s && typeof s.mime_type === "string" && strings(s.ftyp_brands) && typeof s.major_brand_only === "boolean" &&
+      Array.isArray(s.magic) && s.magic.every((m) => m && Number.isSafeInteger(m.offset) && m.offset >= 0 && hex(m.hex));
     const rules = {
-      mime_types: body && Array.isArray(body.mime_types) ? body.mime_types.filter((t) => typeof t === "string") : null,
+      mime_types: body && strings(body.mime_types) ? body.mime_types : null,
+      signatures: body && Array.isArray(body.signatures) && body.signatures.every(signature) ? body.signatures : null,
+      sniff_bytes: count("sniff_bytes"),
+      type_names: body && body.type_names && typeof body.type_names === "object" ? body.type_names : null,
       min_file_size: count("min_file_size"),
       max_file_size: count("max_file_size"),
       max_filename_length: count("max_filename_length"),
@@ -178,8 +172,9 @@
     return rules;
   }
 
+  const typeName = (rules, mime) => (typeof rules.type_names[mime] === "string" ? rules.type_names[mime] : mime);
   const typeNames = (rules) => {
-    const names = rules.mime_types.map((t) => FORMATS[t] || t);
+    const names = rules.mime_types.map((t) => typeName(rules, t));
     return names.length > 1 ? `${names.slice(0, -1).join(", ")} or ${names[names.length - 1]}` : names.join("");
   };
 
@@ -531,24 +526,23 @@
 
   // --- the file list ---------------------------------------------------------------------------
 
-  // The type the file's first bytes show, as the server's inspection reads them; null: not an image.
-  function sniff(head) {
-    const starts = (...bytes) => bytes.every((b, i) => head[i] === b);
+  // The type the file's first bytes show by the API's `signatures` (the S3 trigger's own rule, described
+  // in GET /limits): the first that matches; null: not an image.
+  function sniff(head, signatures) {
     const ascii = (from, text) => [...text].every((c, i) => head[from + i] === c.charCodeAt(0));
-    if (starts(0xff, 0xd8, 0xff)) return "image/jpeg";
-    if (starts(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a)) return "image/png";
-    if (ascii(0, "GIF87a") || ascii(0, "GIF89a")) return "image/gif";
-    if (ascii(0, "RIFF") && ascii(8, "WEBP")) return "image/webp";
-    if (ascii(4, "ftyp")) {
+    const matches = (s) => {
+      const bytesMatch = (m) => m.hex.match(/../g).every((pair, i) => head[m.offset + i] === parseInt(pair, 16));
+      if (!s.magic.every(bytesMatch)) return false;
+      if (!s.ftyp_brands.length) return true;
+      if (!ascii(4, "ftyp")) return false;
       // Major brand, minor version, then compatible brands to the end of the box.
       const end = Math.min(((head[0] << 24) | (head[1] << 16) | (head[2] << 8) | head[3]) >>> 0, head.length);
-      const brands = [8];
-      for (let at = 16; at + 4 <= end; at += 4) brands.push(at);
-      if (brands.some((at) => AVIF_BRANDS.some((brand) => ascii(at, brand)))) return "image/avif";
-      // The server takes image/heic or image/heif for any HEIF file.
-      if (HEIF_BRANDS.some((brand) => ascii(8, brand))) return "image/heic";
-    }
-    return null;
+      const at = [8];
+      if (!s.major_brand_only) for (let i = 16; i + 4 <= end; i += 4) at.push(i);
+      return at.some((i) => s.ftyp_brands.some((brand) => ascii(i, brand)));
+    };
+    const found = signatures.find(matches);
+    return found ? found.mime_type : null;
   }
 
   // [mime | null, reason | null]: what the file is by its bytes, and why it is refused (null: it is not).
@@ -558,12 +552,12 @@
     if (file.size > rules.max_file_size) return [null, `not accepted: over ${formatLimit(rules.max_file_size)} (${file.size} bytes)`];
     let mime;
     try {
-      mime = sniff(new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer()));
+      mime = sniff(new Uint8Array(await file.slice(0, rules.sniff_bytes).arrayBuffer()), rules.signatures);
     } catch {
       return [null, "not accepted: the file could not be read"];
     }
     if (!mime) return [null, `not accepted: not a ${typeNames(rules)} image (by its content)`];
-    if (!rules.mime_types.includes(mime)) return [mime, `not accepted: ${FORMATS[mime]} images are not accepted (${typeNames(rules)} only)`];
+    if (!rules.mime_types.includes(mime)) return [mime, `not accepted: ${typeName(rules, mime)} images are not accepted (${typeNames(rules)} only)`];
     if (file.name.length > rules.max_filename_length) return [mime, `not accepted: name over ${rules.max_filename_length} characters`];
     return [mime, null];
   }

@@ -11,40 +11,22 @@ import unicodedata
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-# The magic numbers the S3 trigger recognises (functions/process_upload/upload_processor/inspection.py),
-# the MIME type each one is declared as, and its name for people.
-SNIFF_BYTES = 64  # an ISO BMFF `ftyp` box (HEIC, AVIF) lists its brands in its first 64 bytes
-FORMATS = {
-    "image/jpeg": "JPEG",
-    "image/png": "PNG",
-    "image/gif": "GIF",
-    "image/webp": "WebP",
-    "image/heic": "HEIC",
-    "image/heif": "HEIF",
-    "image/avif": "AVIF",
-}
-_AVIF_BRANDS = {b"avif", b"avis"}
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
 
-
-def sniff(head: bytes) -> str | None:
-    """The image type given by a file's first bytes (the server judges bytes, not names)."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp":  # major brand, minor version, compatible brands to the box's end
-        end = min(int.from_bytes(head[:4], "big"), len(head))
-        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
-        if brands & _AVIF_BRANDS:
-            return "image/avif"
-        if head[8:12] in _HEIF_BRANDS:
-            return "image/heic"  # the server takes image/heic or image/heif for any HEIF file
-    return None
+def _matches(signature: dict, head: bytes) -> bool:
+    """One of `GET /limits`' `signatures` (its description there): its magic numbers, then its brands."""
+    for magic in signature["magic"]:
+        expected = bytes.fromhex(magic["hex"])
+        if head[magic["offset"] : magic["offset"] + len(expected)] != expected:
+            return False
+    if not signature["ftyp_brands"]:
+        return True
+    if head[4:8] != b"ftyp":
+        return False
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    brands = {head[8:12]}
+    if not signature["major_brand_only"]:
+        brands |= {head[i : i + 4] for i in range(16, end - 3, 4)}
+    return any(brand.encode() in brands for brand in signature["ftyp_brands"])
 
 
 @dataclass(frozen=True)
@@ -52,6 +34,9 @@ class Limits:
     """The API's upload rules, as `GET /limits` publishes them (read once per run)."""
 
     mime_types: tuple[str, ...]
+    signatures: tuple[dict, ...]  # how each type's first bytes look: the S3 trigger's own rule
+    sniff_bytes: int
+    names: dict[str, str]  # each type's name, for people
     min_file_size: int
     max_file_size: int
     max_filename_length: int
@@ -64,6 +49,9 @@ class Limits:
         """Raises KeyError, TypeError or ValueError when `body` is not the API's answer."""
         return cls(
             mime_types=tuple(str(t) for t in body["mime_types"]),
+            signatures=tuple(_signature(s) for s in body["signatures"]),
+            sniff_bytes=int(body["sniff_bytes"]),
+            names={str(k): str(v) for k, v in body["type_names"].items()},
             min_file_size=int(body["min_file_size"]),
             max_file_size=int(body["max_file_size"]),
             max_filename_length=int(body["max_filename_length"]),
@@ -72,10 +60,27 @@ class Limits:
             max_lookup=int(body["max_lookup"]),
         )
 
+    def sniff(self, head: bytes) -> str | None:
+        """The image type a file's first `sniff_bytes` bytes show, as the S3 trigger will judge it."""
+        return next((s["mime_type"] for s in self.signatures if _matches(s, head)), None)
+
     def type_names(self) -> str:
         """`JPEG, PNG, WebP or GIF`: the accepted types, for people."""
-        names = [FORMATS.get(t, t) for t in self.mime_types]
+        names = [self.type_names_of(t) for t in self.mime_types]
         return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
+
+    def type_names_of(self, mime_type: str) -> str:
+        return self.names.get(mime_type, mime_type)
+
+
+def _signature(body: dict) -> dict:
+    """A signature of `GET /limits`, checked: KeyError, TypeError or ValueError when it is not one."""
+    return {
+        "mime_type": str(body["mime_type"]),
+        "magic": [{"offset": int(m["offset"]), "hex": bytes.fromhex(m["hex"]).hex()} for m in body["magic"]],
+        "ftyp_brands": [str(b) for b in body["ftyp_brands"]],
+        "major_brand_only": bool(body["major_brand_only"]),
+    }
 
 
 @dataclass(frozen=True)
@@ -118,11 +123,13 @@ def _classify(path: Path, name: str, limits: Limits) -> LocalFile | Refused:
     if size > limits.max_file_size:
         return Refused(name, f"{size} bytes, over {_size(limits.max_file_size)}")
     with path.open("rb") as f:
-        mime_type = sniff(f.read(SNIFF_BYTES))
+        mime_type = limits.sniff(f.read(limits.sniff_bytes))
     if mime_type is None:
         return Refused(name, f"content is not a {limits.type_names()} image")
     if mime_type not in limits.mime_types:
-        return Refused(name, f"{FORMATS[mime_type]} images are not accepted (only {limits.type_names()})")
+        return Refused(
+            name, f"{limits.type_names_of(mime_type)} images are not accepted (only {limits.type_names()})"
+        )
     if len(name) > limits.max_filename_length:
         return Refused(name, f"relative path longer than {limits.max_filename_length} characters")
     return LocalFile(path, name, size, mime_type)

@@ -10,11 +10,11 @@ from PIL import Image
 
 from image_uploads_cli.api import Api as CliApi
 from image_uploads_cli.api import ApiError
-from image_uploads_cli.scan import Limits, sniff
+from image_uploads_cli.scan import Limits
 from image_uploads_cli.upload import plan_upload
 from local_stack.template import load_template
 from tests import sample_images
-from uploads_core import models
+from uploads_core import formats, models
 from uploads_core.settings import Settings, get_settings
 
 ROOT = Path(__file__).parents[2]
@@ -36,7 +36,18 @@ def test_limits_are_the_constants_the_models_enforce(api):
     reply = get_limits(api)
 
     assert reply.status == 200
-    assert reply.json == {
+    published = dict(reply.json)
+    signatures, type_names = published.pop("signatures"), published.pop("type_names")
+    assert published.pop("sniff_bytes") == formats.SNIFF_BYTES == 64
+    assert signatures == [s.model_dump(mode="json") for s in formats.SIGNATURES]
+    assert signatures[0] == {
+        "mime_type": "image/jpeg",
+        "magic": [{"offset": 0, "hex": "ffd8ff"}],
+        "ftyp_brands": [],
+        "major_brand_only": False,
+    }
+    assert type_names == formats.TYPE_NAMES
+    assert published == {
         "mime_types": [
             "image/jpeg",
             "image/png",
@@ -216,9 +227,10 @@ def test_an_api_without_limits_stops_the_cli_with_a_clear_error(monkeypatch):
     assert "does not publish its upload rules (GET /limits)" in str(error.value)
 
 
-def test_the_clients_sniff_as_the_server_does():
-    from upload_processor.inspection import MIME_TYPES, _sniff
+def test_the_cli_sniffs_as_the_server_does(api):
+    from upload_processor.inspection import _FORMAT_OF, MIME_TYPES
 
+    cli = Limits.from_json(get_limits(api).json)
     samples = [
         sample_images.jpeg(),
         mpo(),
@@ -229,7 +241,9 @@ def test_the_clients_sniff_as_the_server_does():
         sample_images.avif(),
         b"\0\0\0\x18ftypmif1\0\0\0\0mif1heic",
         b"\0\0\0\x1cftypmif1\0\0\0\0mif1miafavif",  # AVIF by a compatible brand
+        b"\0\0\0\x1cftypisom\0\0\0\0isomheic",  # HEIF only as a compatible brand: not an image here
         b"\0\0\0\x14ftypisom\0\0\0\0isom",  # an MP4 video
+        b"\0\0\0\x18moovheic\0\0\0\0avif",  # brands, but no ftyp box
         b"GIF87a" + b"\0" * 20,
         b"RIFF\0\0\0\0WEBPVP8 ",
         sample_images.HTML,
@@ -237,19 +251,21 @@ def test_the_clients_sniff_as_the_server_does():
         b"RIFF\0\0\0\0WAVE",
         b"",
     ]
-    for data in samples:
-        server = _sniff(data[:64])
-        assert sniff(data[:64]) == (MIME_TYPES[server] if server else None), data[:64]
-    # And the page's sniff() has the same four magic numbers (its behaviour: test_upload_page.py).
-    page = (ROOT / "web" / "app.js").read_text()
-    for pattern in (
-        "0xff, 0xd8, 0xff",
-        "0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a",
-        '"GIF87a"',
-        '"GIF89a"',
-    ):
-        assert pattern in page
-    assert 'ascii(0, "RIFF") && ascii(8, "WEBP")' in page
+    expected = ["image/jpeg"] * 2 + ["image/png", "image/gif", "image/webp", "image/heic", "image/avif"]
+    expected += ["image/heic", "image/avif", None, None, None, "image/gif", "image/webp"] + [None] * 4
+    assert [formats.sniff(data[:64]) for data in samples] == expected
+    assert [cli.sniff(data[: cli.sniff_bytes]) for data in samples] == expected
+    # The trigger opens each with its own decoder (the page's sniff: test_upload_page.py).
+    assert {MIME_TYPES[_FORMAT_OF[mime]] for mime in expected if mime} == set(expected) - {None}
+
+
+def test_the_cli_follows_the_signatures_the_api_publishes(api):
+    rules = get_limits(api).json
+    rules["signatures"] = [{"mime_type": "image/png", "magic": [{"offset": 1, "hex": "504e47"}],
+                            "ftyp_brands": [], "major_brand_only": False}]  # fmt: skip
+    cli = Limits.from_json(rules)
+    assert cli.sniff(sample_images.png()) == "image/png"
+    assert cli.sniff(sample_images.jpeg()) is None
 
 
 def test_limits_parse_into_the_clis_rules(api):
@@ -262,7 +278,8 @@ def test_no_client_keeps_its_own_copy_of_the_rules():
     """The behaviour is tested above and in the browser; this catches a copy coming back."""
     copies = re.compile(
         r"10485760|10_485_760|10\s*\*\s*1024\s*\*\s*1024|10 MiB|\b1000\b|"
-        r"image/jpeg\W+image/png|image/jpeg\W+image/webp"
+        r"image/jpeg\W+image/png|image/jpeg\W+image/webp|"
+        r"0xd8|ffd8|GIF8|WEBP|\"avif\"|\"heic\""  # magic numbers and brands
     )
     clients = [*(ROOT / "cli" / "image_uploads_cli").glob("*.py"), *(ROOT / "web").glob("*.*")]
     assert clients

@@ -32,6 +32,8 @@ from typing import Protocol
 import thumbhash
 from PIL import Image, ImageCms, ImageFile, ImageMath
 
+from uploads_core import formats
+
 # The only decoders allowed to touch upload bytes: Pillow knows dozens of formats, each an attack surface.
 # Each upload is opened with the one its bytes show (HEIF: pi-heif's plugin, registered on first use).
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "AVIF", "HEIF")
@@ -43,16 +45,10 @@ MIME_TYPES = {
     "AVIF": "image/avif",
     "HEIF": "image/heic",
 }
-# What a client may declare for each format: image/heif too for HEIF (a generic `mif1` file is not HEVC).
-_DECLARED = {mime: fmt for fmt, mime in MIME_TYPES.items()} | {"image/heif": "HEIF"}
+# What a client may declare for each format, and the format each sniffed type is opened with.
+_DECLARED = {m: fmt for fmt, mime in MIME_TYPES.items() for m in formats.DECLARED_AS.get(mime, (mime,))}
+_FORMAT_OF = {mime: fmt for fmt, mime in MIME_TYPES.items()}
 _NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "GIF": "GIF", "AVIF": "AVIF", "HEIF": "HEIF"}
-
-# ISO BMFF `ftyp` brands (major or compatible). AVIF: the AV1 image brands; HEIF: the HEVC ones and the
-# generic image brands, which pi-heif's plugin accepts as its own. A file naming an AVIF brand is AVIF.
-_AVIF_BRANDS = frozenset({b"avif", b"avis"})
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
-)
 
 # WebP is the one thumbnail format: one type for clients and for the thumbnail's S3 key, it keeps
 # alpha, and it is smaller than JPEG at the same quality; every browser that can upload here shows it.
@@ -62,7 +58,7 @@ THUMBNAIL_FORMAT, THUMBNAIL_MIME, THUMBNAIL_QUALITY = "WEBP", "image/webp", 80
 # the image hold ~16 bytes a pixel at once (a 50 MP WebP peaks at ~790 MiB, and no scaled decode is
 # exposed). This cap keeps the trigger's peak under half its 1024 MB (`make bench`: 24 MP ≈ 390 MiB).
 MAX_WEBP_PIXELS = 24_000_000
-_SNIFF_BYTES = 64  # enough for every magic number, the WebP canvas size and an `ftyp` box's brands
+_SNIFF_BYTES = max(formats.SNIFF_BYTES, 30)  # every magic number and `ftyp` brand, the WebP canvas size
 _MIN_CHUNK = 16 * 1024  # first pull from the source: rejecting junk or a bomb reads no more than this
 _MAX_CHUNK = 1024 * 1024  # read-ahead doubles up to this, so a big upload is a few dozen source reads
 
@@ -255,7 +251,8 @@ def _inspect(
 ) -> Inspected:
     head = stream.read(_SNIFF_BYTES)
     stream.seek(0)
-    fmt = _sniff(head)
+    mime = formats.sniff(head)  # the rule GET /limits publishes: the clients sniff as this does
+    fmt = None if mime is None else _FORMAT_OF[mime]
     if fmt is None:
         raise Rejected("not_an_image", "the bytes are not a JPEG, PNG, WebP, GIF, AVIF or HEIF image")
     if _DECLARED.get(declared_mime) != fmt:
@@ -327,26 +324,6 @@ def _register_heif() -> None:
 
     # One decoding thread: the CPU budget counts this thread's time (and Lambda's 1024 MB is 0.58 vCPU).
     register_heif_opener(thumbnails=False, depth_images=False, aux_images=False, decode_threads=1)
-
-
-def _sniff(head: bytes) -> str | None:
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "GIF"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[4:8] == b"ftyp":
-        # Major brand, minor version, then compatible brands up to the box's end.
-        end = min(int.from_bytes(head[:4], "big"), len(head))
-        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
-        if brands & _AVIF_BRANDS:
-            return "AVIF"
-        if head[8:12] in _HEIF_BRANDS:
-            return "HEIF"
-    return None
 
 
 def _webp_size(head: bytes) -> tuple[int, int] | None:

@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from pydantic import Field
 
-from uploads_core import models
+from uploads_core import formats, models
 from uploads_core.settings import get_settings
 
 router = APIGatewayHttpRouter()
@@ -18,9 +18,15 @@ class UploadLimits(models.Shape):
 
     mime_types: list[str] = Field(
         description="Accepted `mime_type` values. The S3 trigger judges the stored bytes, not names: the "
-        "type declared must be the one the file's first bytes show (JPEG `FF D8 FF`, PNG, GIF87a/GIF89a, "
-        "RIFF....WEBP; HEIF and AVIF by the brands of their `ftyp` box: image/heic or image/heif for HEIF)"
+        "type declared must be the one the file's first bytes show (`signatures`; image/heic or image/heif "
+        "for HEIF)"
     )
+    signatures: list[formats.Signature] = Field(
+        description="How each type's first bytes look, in order: the first a file matches is its type, "
+        "none means it is no accepted image. The S3 trigger sniffs with exactly these"
+    )
+    sniff_bytes: int = Field(description="How many first bytes of a file `signatures` need")
+    type_names: dict[str, str] = Field(description="Each `mime_type`'s name, for people")
     min_file_size: int = Field(description="Smallest `file_size`, bytes")
     max_file_size: int = Field(description="Largest `file_size`, bytes")
     max_filename_length: int = Field(description="Longest `filename`, characters")
@@ -36,6 +42,9 @@ def current_limits() -> UploadLimits:
     """Read at each call from what the request models enforce: uploads_core.models and the settings."""
     return UploadLimits(
         mime_types=list(models.ALLOWED_MIME_TYPES),
+        signatures=list(formats.SIGNATURES),
+        sniff_bytes=formats.SNIFF_BYTES,
+        type_names=dict(formats.TYPE_NAMES),
         min_file_size=models.MIN_FILE_SIZE,
         max_file_size=get_settings().max_upload_bytes,
         max_filename_length=models.MAX_FILENAME_LENGTH,
