@@ -209,11 +209,7 @@ def test_a_folder_of_files_uploads_from_the_page(stack, tmp_path, browser):
     expect(page.locator("#start")).to_have_text(f"Upload {len(files) - len(refused)} files")
     page.click("#start")
 
-    page.wait_for_function(
-        f"""() => [...document.querySelectorAll('#rows tr')]
-            .every(r => {list(FINAL_STATES)!r}.includes(r.dataset.state))""",
-        timeout=30_000,
-    )
+    wait_until_settled(page)
     states = {
         row.locator("td.name").inner_text().strip(): (
             row.get_attribute("data-state"),
@@ -325,11 +321,7 @@ def test_a_phone_photo_uploads_from_the_page_shown_upright_with_its_placeholder(
     page.set_input_files("#files", [str(tmp_path / name) for name in files])
     expect(page.locator("#start")).to_have_text("Upload 2 files")
     page.click("#start")
-    page.wait_for_function(
-        f"""() => [...document.querySelectorAll('#rows tr')]
-            .every(r => {list(FINAL_STATES)!r}.includes(r.dataset.state))""",
-        timeout=30_000,
-    )
+    wait_until_settled(page)
     states = {
         row.locator("td.name").inner_text().strip(): row.locator("td.status").inner_text()
         for row in page.locator("#rows tr").all()

@@ -39,7 +39,12 @@ def test_limits_are_the_constants_the_models_enforce(api):
     published = dict(reply.json)
     signatures, type_names = published.pop("signatures"), published.pop("type_names")
     assert published.pop("sniff_bytes") == formats.SNIFF_BYTES == 64
-    assert signatures == [s.model_dump(mode="json") for s in formats.SIGNATURES]
+    assert [
+        (s["mime_type"], [(m["offset"], bytes.fromhex(m["hex"])) for m in s["magic"]]) for s in signatures
+    ] == [(s.mime_type, list(s.magic)) for s in formats.SIGNATURES]
+    assert [(s["ftyp_brands"], s["major_brand_only"]) for s in signatures] == [
+        (list(s.ftyp_brands), s.major_brand_only) for s in formats.SIGNATURES
+    ]
     assert signatures[0] == {
         "mime_type": "image/jpeg",
         "magic": [{"offset": 0, "hex": "ffd8ff"}],

@@ -2,47 +2,35 @@
 so that the CLI and the upload page judge a file by its bytes exactly as the trigger will (a camera's
 `.mpo` is a JPEG; HTML named `.png` is not an image), and never keep a copy of their own."""
 
-from pydantic import Field
-
-from uploads_core.models import Shape
+from dataclasses import dataclass
 
 SNIFF_BYTES = 64  # every magic number below, and an ISO BMFF `ftyp` box's brands, are within these
 
 
-class Magic(Shape):
-    offset: int = Field(ge=0, description="Where the bytes start in the file")
-    hex: str = Field(description="The bytes, in lowercase hexadecimal")
-
-
-class Signature(Shape):
-    """A file is of `mime_type` when every `magic` matches and, when `ftyp_brands` is given, its ISO BMFF
-    `ftyp` box (bytes 4-8 `ftyp`) names one of them: as its major brand (bytes 8-12), or, unless
-    `major_brand_only`, also among its compatible brands (from byte 16 to the box's end, its size being
-    bytes 0-4, big-endian). The first signature a file matches, in order, gives its type."""
+@dataclass(frozen=True)
+class Signature:
+    """How one type's first bytes look: every `magic` (offset, bytes) matches, and with `ftyp_brands` the
+    file's ISO `ftyp` box names one (as published, and described for clients: routes/limits.py)."""
 
     mime_type: str
-    magic: list[Magic] = Field(default_factory=list)
-    ftyp_brands: list[str] = Field(default_factory=list)
+    magic: tuple[tuple[int, bytes], ...] = ()
+    ftyp_brands: tuple[str, ...] = ()
     major_brand_only: bool = False
-
-
-def _magic(*pairs: tuple[int, bytes]) -> list[Magic]:
-    return [Magic(offset=offset, hex=data.hex()) for offset, data in pairs]
 
 
 # In order: a file naming an AVIF brand anywhere is AVIF, even when its major brand is a HEIF one. HEIF:
 # the HEVC brands and the generic image ones, which pi-heif's plugin opens; a client may declare it as
 # image/heic or image/heif (see DECLARED_AS).
 SIGNATURES = (
-    Signature(mime_type="image/jpeg", magic=_magic((0, b"\xff\xd8\xff"))),
-    Signature(mime_type="image/png", magic=_magic((0, b"\x89PNG\r\n\x1a\n"))),
-    Signature(mime_type="image/gif", magic=_magic((0, b"GIF87a"))),
-    Signature(mime_type="image/gif", magic=_magic((0, b"GIF89a"))),
-    Signature(mime_type="image/webp", magic=_magic((0, b"RIFF"), (8, b"WEBP"))),
-    Signature(mime_type="image/avif", ftyp_brands=["avif", "avis"]),
+    Signature("image/jpeg", magic=((0, b"\xff\xd8\xff"),)),
+    Signature("image/png", magic=((0, b"\x89PNG\r\n\x1a\n"),)),
+    Signature("image/gif", magic=((0, b"GIF87a"),)),
+    Signature("image/gif", magic=((0, b"GIF89a"),)),
+    Signature("image/webp", magic=((0, b"RIFF"), (8, b"WEBP"))),
+    Signature("image/avif", ftyp_brands=("avif", "avis")),
     Signature(
-        mime_type="image/heic",
-        ftyp_brands=["heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs", "mif1", "msf1"],
+        "image/heic",
+        ftyp_brands=("heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs", "mif1", "msf1"),
         major_brand_only=True,
     ),
 )
@@ -61,9 +49,8 @@ TYPE_NAMES = {
 
 
 def _matches(signature: Signature, head: bytes) -> bool:
-    for magic in signature.magic:
-        expected = bytes.fromhex(magic.hex)
-        if head[magic.offset : magic.offset + len(expected)] != expected:
+    for offset, expected in signature.magic:
+        if head[offset : offset + len(expected)] != expected:
             return False
     if not signature.ftyp_brands:
         return True

@@ -13,6 +13,23 @@ router = APIGatewayHttpRouter()
 CACHE_CONTROL = "public, max-age=300"
 
 
+class Magic(models.Shape):
+    offset: int = Field(ge=0, description="Where the bytes start in the file")
+    hex: str = Field(description="The bytes, in lowercase hexadecimal")
+
+
+class Signature(models.Shape):
+    """A file is of `mime_type` when every `magic` matches and, when `ftyp_brands` is given, its ISO
+    BMFF `ftyp` box (bytes 4-8 `ftyp`) names one of them: as its major brand (bytes 8-12), or, unless
+    `major_brand_only`, also among its compatible brands (from byte 16 to the box's end, its size being
+    bytes 0-4, big-endian)."""
+
+    mime_type: str
+    magic: list[Magic]
+    ftyp_brands: list[str]
+    major_brand_only: bool
+
+
 class UploadLimits(models.Shape):
     """What prepare-upload, confirm-upload and the listings accept (public, no token needed)."""
 
@@ -21,7 +38,7 @@ class UploadLimits(models.Shape):
         "type declared must be the one the file's first bytes show (`signatures`; image/heic or image/heif "
         "for HEIF)"
     )
-    signatures: list[formats.Signature] = Field(
+    signatures: list[Signature] = Field(
         description="How each type's first bytes look, in order: the first a file matches is its type, "
         "none means it is no accepted image. The S3 trigger sniffs with exactly these"
     )
@@ -42,7 +59,15 @@ def current_limits() -> UploadLimits:
     """Read at each call from what the request models enforce: uploads_core.models and the settings."""
     return UploadLimits(
         mime_types=list(models.ALLOWED_MIME_TYPES),
-        signatures=list(formats.SIGNATURES),
+        signatures=[
+            Signature(
+                mime_type=s.mime_type,
+                magic=[Magic(offset=offset, hex=data.hex()) for offset, data in s.magic],
+                ftyp_brands=list(s.ftyp_brands),
+                major_brand_only=s.major_brand_only,
+            )
+            for s in formats.SIGNATURES
+        ],
         sniff_bytes=formats.SNIFF_BYTES,
         type_names=dict(formats.TYPE_NAMES),
         min_file_size=models.MIN_FILE_SIZE,
