@@ -68,6 +68,18 @@ def make_dynamodb_writes_atomic() -> None:
         setattr(DynamoHandler, name, atomic(getattr(DynamoHandler, name)))
 
 
+@functools.cache
+def keep_no_dead_objects() -> None:
+    """moto keeps every model object it ever made in class-wide lists, for its dashboard: deleted S3
+    versions, and the deep copy of every version in the bucket (with its ACL) that each
+    ListObjectVersions makes. A stack serving confirm-upload's listings grew by the bucket's size per
+    call (240 small images: 128 to 728 MB). The backends hold what exists; the lists no longer do
+    (`/moto-api/data.json` then lists no objects)."""
+    from moto.core.common_models import BaseModel
+
+    BaseModel.__new__ = staticmethod(lambda cls, *args, **kwargs: object.__new__(cls))  # type: ignore[assignment]
+
+
 def aws_client(service: str, endpoint: str, user_agent_extra: str = "") -> Any:
     fake = "testing"  # the local stack's fake credentials
     return boto3.client(  # type: ignore[call-overload]
@@ -149,6 +161,7 @@ class LocalStack:
         _keep_internal_calls_out_of_moto_recordings()
         route_s3_events()
         make_dynamodb_writes_atomic()
+        keep_no_dead_objects()
         self._serve(
             "aws",
             S3Front(DomainDispatcherApplication(create_backend_app)),

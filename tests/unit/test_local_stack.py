@@ -459,3 +459,27 @@ def test_the_templates_api_serves_the_upload_page_and_its_config(template):
     )
     assert preflight.headers["Access-Control-Allow-Origin"] == "*"  # AllowedOrigins "*"
     assert "authorization" in preflight.headers["Access-Control-Allow-Headers"]
+
+
+def test_listing_a_bucket_again_and_again_keeps_no_copy_of_its_objects(template):
+    import gc
+
+    from moto.s3.models import FakeKey
+
+    from local_stack.stack import keep_no_dead_objects
+
+    keep_no_dead_objects()  # as the local stack does at start
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        create_resources(Names(template), boto3.client("dynamodb", region_name="us-east-1"), s3)
+        for i in range(50):
+            s3.put_object(Bucket=BUCKET, Key=f"datasets/1/images/{i}.jpg", Body=b"x" * 1000)
+        s3.delete_object(Bucket=BUCKET, Key="datasets/1/images/0.jpg")
+        gc.collect()
+        before = sum(isinstance(o, FakeKey) for o in gc.get_objects())
+
+        for _ in range(10):  # moto deep-copies every version of the bucket for each call
+            s3.list_object_versions(Bucket=BUCKET, Prefix="datasets/1/images/")
+        gc.collect()
+
+        assert sum(isinstance(o, FakeKey) for o in gc.get_objects()) == before
