@@ -352,3 +352,13 @@ def test_a_botocore_that_signs_checksums_otherwise_gets_every_url_to_sign(frozen
     assert not presigner.fast
     url = presigner.put("a.jpg", "image/jpeg", 1, 60, checksum_sha256=CHECKSUMS[1])
     assert "x-amz-sdk-checksum-algorithm" in url  # botocore's own URL
+
+
+def test_the_escape_cache_stays_bounded_whatever_the_keys(frozen, monkeypatch):
+    monkeypatch.setattr(presign, "_ESCAPED", {})
+    client = make_client()
+    presigner = Presigner(client, "images-bucket-123")
+    for first in range(0x4E00, 0x4E00 + 5000, 250):  # 5000 distinct characters, 250 a key
+        key = "datasets/1/images/" + "".join(map(chr, range(first, first + 250)))
+        assert presigner.get(key, 60) == reference_get(client, "images-bucket-123", key, 60)
+    assert len(presign._ESCAPED) == presign._ESCAPED_MAX

@@ -73,13 +73,26 @@ def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
 _NEEDS_ENCODING = re.compile(r"[^A-Za-z0-9_.~/-]")
 
 
+# Each character's escape in a key (its UTF-8 bytes percent-encoded, unreserved ones as they are),
+# learnt as met: a third of quote()'s cost. Bounded, so that hostile file names cannot grow it.
+_ESCAPED: dict[str, str] = {}
+_ESCAPED_MAX = 4096
+
+
+def _escape(char: str) -> str:
+    escaped = quote(char.encode(), safe="/~")
+    if len(_ESCAPED) < _ESCAPED_MAX:
+        _ESCAPED[char] = escaped
+    return escaped
+
+
 def _encode_key(key: str) -> str:
     """botocore's encoding of a greedy URI label."""
     first = _NEEDS_ENCODING.search(key)
     if first is None:
         return key
-    start = first.start()
-    return key[:start] + quote(key[start:].encode(), safe="/~")
+    start, escaped = first.start(), _ESCAPED
+    return key[:start] + "".join([escaped.get(char) or _escape(char) for char in key[start:]])
 
 
 def _encode_value(value: str) -> str:
