@@ -80,6 +80,26 @@ def keep_no_dead_objects() -> None:
     BaseModel.__new__ = staticmethod(lambda cls, *args, **kwargs: object.__new__(cls))  # type: ignore[assignment]
 
 
+@functools.cache
+def list_versions_without_copying_bytes() -> None:
+    """moto's ListObjectVersions deep-copies every version in the bucket, bytes included, to mark the
+    latest ones: a bucket of 2,000 photos is gigabytes copied per call (confirm-upload lists a dataset,
+    DELETE and cleanup an image's versions). A listed copy now shares the version's bytes, and never
+    closes them."""
+    from moto.s3.models import FakeKey
+
+    class Listed(FakeKey):
+        def __del__(self) -> None:  # FakeKey's closes its byte buffer: here, the listed version's
+            pass
+
+    def listed(self: FakeKey, memo: dict) -> FakeKey:
+        clone = object.__new__(Listed)
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    FakeKey.__deepcopy__ = listed  # type: ignore[attr-defined]
+
+
 def aws_client(service: str, endpoint: str, user_agent_extra: str = "") -> Any:
     fake = "testing"  # the local stack's fake credentials
     return boto3.client(  # type: ignore[call-overload]
@@ -162,6 +182,7 @@ class LocalStack:
         route_s3_events()
         make_dynamodb_writes_atomic()
         keep_no_dead_objects()
+        list_versions_without_copying_bytes()
         self._serve(
             "aws",
             S3Front(DomainDispatcherApplication(create_backend_app)),

@@ -483,3 +483,32 @@ def test_listing_a_bucket_again_and_again_keeps_no_copy_of_its_objects(template)
         gc.collect()
 
         assert sum(isinstance(o, FakeKey) for o in gc.get_objects()) == before
+
+
+def test_listing_reads_no_object_bytes_and_leaves_every_object_whole(template, monkeypatch):
+    import gc
+
+    from moto.s3.models import FakeKey
+
+    from local_stack.stack import list_versions_without_copying_bytes
+
+    list_versions_without_copying_bytes()  # as the local stack does at start
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        create_resources(Names(template), boto3.client("dynamodb", region_name="us-east-1"), s3)
+        for i in range(20):
+            s3.put_object(Bucket=BUCKET, Key=f"datasets/1/images/{i}.jpg", Body=bytes([i]) * 1000)
+        s3.delete_object(Bucket=BUCKET, Key="datasets/1/images/0.jpg")  # a marker holds its key too
+        reads = []
+        value = FakeKey.value
+        monkeypatch.setattr(FakeKey, "value", property(lambda key: reads.append(key.name) or value.fget(key)))
+
+        listed = s3.list_object_versions(Bucket=BUCKET, Prefix="datasets/1/images/")
+        gc.collect()  # the listing's copies are gone: the versions' bytes must not be
+
+        assert reads == []
+        assert (len(listed["Versions"]), len(listed["DeleteMarkers"])) == (20, 1)
+        monkeypatch.undo()
+        for i in range(1, 20):
+            body = s3.get_object(Bucket=BUCKET, Key=f"datasets/1/images/{i}.jpg")["Body"].read()
+            assert body == bytes([i]) * 1000
