@@ -320,10 +320,15 @@ def serve_moto(port: int, latency: dict[str, float]) -> None:
     from moto.server import DomainDispatcherApplication, create_backend_app
     from waitress import serve
 
+    from local_stack.stack import keep_no_dead_objects, list_versions_without_copying_bytes
+
     # moto's dispatcher lists its own package folder (listdir + ~180 stat calls) on every request,
     # ~45% of its CPU per HEAD: the folder does not change, list it once. Routing stays moto's.
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
+    # The local stack's moto (local_stack/stack.py): a listing copies no object bytes, and keeps nothing.
+    keep_no_dead_objects()
+    list_versions_without_copying_bytes()
     moto_app = DomainDispatcherApplication(create_backend_app)
     calls: Counter[str] = Counter()
     cpu: Counter[str] = Counter()  # moto's CPU time per operation (its threads' time answering them)
