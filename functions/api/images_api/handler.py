@@ -199,7 +199,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
         return {
             "statusCode": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             "headers": {"Content-Type": content_types.APPLICATION_JSON},
-            "body": json.dumps({"detail": _NOT_JSON}),
+            "body": json.dumps({"detail": _NOT_JSON}, separators=(",", ":")),  # as Powertools writes bodies
             "isBase64Encoded": False,
         }
     return app.resolve(event, context)
