@@ -182,7 +182,10 @@ def _parser(secrets: list[str] | None = None) -> argparse.ArgumentParser:
     up.add_argument("--magic", action="store_true", help=argparse.SUPPRESS)
     up.add_argument("--limit", type=_positive, help="send at most N files this run")
     up.add_argument(
-        "--wait", type=float, default=30.0, help="seconds to wait for the server's verdicts (default: 30)"
+        "--wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for the server's next verdict while it judges the batch (default: 30)",
     )
     up.add_argument("--no-progress", action="store_true", help="no progress bar")
 

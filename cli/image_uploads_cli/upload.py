@@ -315,13 +315,17 @@ class Uploader:
         """
         self._phase("checking")
         ids = {s.image_id for s in sent}
-        deadline = time.monotonic() + self.wait
         # confirm-upload says how many verdicts it still waits for: asked again at most once a second,
-        # with no listing per poll (those competed with the trigger for the API).
+        # with no listing per poll (those competed with the trigger for the API). `wait` is the longest
+        # time without a new verdict: a busy trigger that is still judging the batch is waited for.
+        deadline, before = time.monotonic() + self.wait, None
         while True:
             waiting = self.api.confirm(self.dataset, sorted(ids)).get("pending_count", 0)
+            if before is not None and waiting < before:
+                deadline = time.monotonic() + self.wait
             if not waiting or time.monotonic() >= deadline:
                 break
+            before = waiting
             time.sleep(1.0)
         pending = (
             ids & {i["id"] for i in self.api.images(self.dataset, status="uploading")} if waiting else set()
