@@ -135,7 +135,8 @@ class Api:
                 self._limits = Limits.from_json(response.json())
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise ApiError(
-                    response.status_code, "GET /limits answered something else than the rules"
+                    response.status_code,
+                    "GET /limits answered rules this CLI does not understand (an older API? update it)",
                 ) from None
         return self._limits
 

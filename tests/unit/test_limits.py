@@ -1,6 +1,7 @@
 """GET /limits publishes the upload rules of uploads_core.models, and the clients take theirs from it."""
 
 import io
+import json
 import re
 from pathlib import Path
 
@@ -295,3 +296,17 @@ def test_no_client_keeps_its_own_copy_of_the_rules():
         if copies.search(line)
     ]
     assert found == []
+
+
+def test_an_api_whose_rules_lack_the_signatures_stops_the_cli_with_a_clear_error(api, monkeypatch):
+    older = {k: v for k, v in get_limits(api).json.items() if k not in ("signatures", "sniff_bytes")}
+
+    def answer(self, method, path, **kwargs):
+        response = requests.Response()
+        response.status_code, response._content = 200, json.dumps(older).encode()
+        return response
+
+    monkeypatch.setattr(CliApi, "_call", answer)
+    with pytest.raises(ApiError) as error:
+        CliApi("http://api.invalid").limits()
+    assert "rules this CLI does not understand (an older API? update it)" in str(error.value)
