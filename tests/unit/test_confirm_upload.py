@@ -153,7 +153,7 @@ def test_what_is_still_unjudged_at_the_deadline_stays_uploading_and_is_pending(a
     assert status_of(api, ticket)["status"] == "uploading"
 
 
-def test_a_verdict_written_after_the_head_wins_over_missing(api, processor, monkeypatch):
+def test_a_verdict_written_after_the_head_wins_over_missing(api, processor, monkeypatch, invariants):
     data = sample_images.jpeg()
     ticket = prepare(api, data)
     original = images_bucket.head_many
@@ -169,6 +169,7 @@ def test_a_verdict_written_after_the_head_wins_over_missing(api, processor, monk
     assert reply.json["updated_count"] == 1
     image = status_of(api, ticket)
     assert (image["status"], image["error_reason"]) == ("uploaded", None)
+    invariants(kept_uploaded=[ticket["image_id"]])
 
 
 def test_a_late_upload_turns_missing_into_uploaded(api, processor):
@@ -335,7 +336,7 @@ def test_a_small_batch_heads_its_objects_without_listing(api, s3, bucket, aws_ca
 
 
 def test_a_verdict_after_the_listing_wins_over_missing_for_that_image_only(
-    api, processor, aws_calls, monkeypatch
+    api, processor, aws_calls, monkeypatch, invariants
 ):
     data = sample_images.jpeg()
     tickets = api.prepare(1, [jpeg_file(f"car{i}.jpg", len(data)) for i in range(60)]).json["uploads"]
@@ -355,6 +356,7 @@ def test_a_verdict_after_the_listing_wins_over_missing_for_that_image_only(
     assert dict(aws_calls) == {("dynamodb", "UpdateItem"): 60, ("dynamodb", "BatchGetItem"): 1}
     assert reply.json["updated_count"] == 1
     assert [status_of(api, t)["status"] for t in tickets[:3]] == ["error", "uploaded", "error"]
+    invariants(kept_uploaded=[late["image_id"]])
 
 
 class _Answers:
