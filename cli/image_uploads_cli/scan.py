@@ -14,9 +14,8 @@ from pathlib import Path
 
 def _matches(signature: dict, head: bytes) -> bool:
     """One of `GET /limits`' `signatures` (its description there): its magic numbers, then its brands."""
-    for magic in signature["magic"]:
-        expected = bytes.fromhex(magic["hex"])
-        if head[magic["offset"] : magic["offset"] + len(expected)] != expected:
+    for offset, expected in signature["magic"]:
+        if head[offset : offset + len(expected)] != expected:
             return False
     if not signature["ftyp_brands"]:
         return True
@@ -74,10 +73,11 @@ class Limits:
 
 
 def _signature(body: dict) -> dict:
-    """A signature of `GET /limits`, checked: KeyError, TypeError or ValueError when it is not one."""
+    """A signature of `GET /limits`, its magic numbers as (offset, bytes): KeyError, TypeError or
+    ValueError when it is not one."""
     return {
         "mime_type": str(body["mime_type"]),
-        "magic": [{"offset": int(m["offset"]), "hex": bytes.fromhex(m["hex"]).hex()} for m in body["magic"]],
+        "magic": [(int(m["offset"]), bytes.fromhex(m["hex"])) for m in body["magic"]],
         "ftyp_brands": [str(b) for b in body["ftyp_brands"]],
         "major_brand_only": bool(body["major_brand_only"]),
     }

@@ -512,3 +512,23 @@ def auth(aws, template, monkeypatch):
     monkeypatch.setenv("AUTH_MODE", "jwt")
     _clear_caches()
     return Api
+
+
+@pytest.fixture
+def decoding_costs(monkeypatch):
+    """Fakes the trigger's CPU clock: time stands still, except that a decode (ImageFile.load, which
+    every plugin calls once its decoder is done) charges the seconds set by `decoding_costs(seconds)`."""
+    from PIL import ImageFile
+
+    from upload_processor import inspection
+
+    clock = {"now": 0.0, "charge": 0.0}
+    monkeypatch.setattr(inspection, "_cpu_time", lambda: clock["now"])
+    real_load = ImageFile.ImageFile.load
+
+    def load(self):
+        clock["now"] += clock["charge"]
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    return lambda seconds: clock.update(charge=seconds)

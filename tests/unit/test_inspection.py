@@ -621,25 +621,6 @@ def test_decoders_are_fed_small_pieces_so_the_budget_is_checked_often(fmt: str, 
     assert max(pieces) <= 8 * KIB  # 4 KiB read at a time, plus what the decoder left of the last one
 
 
-@pytest.fixture
-def decoding_costs(monkeypatch):
-    """Fake the CPU clock: time stands still, except that starting a decode charges the seconds set."""
-    clock = {"now": 0.0, "charge": 0.0}
-    monkeypatch.setattr(inspection, "_cpu_time", lambda: clock["now"])
-    real_load = ImageFile.ImageFile.load
-
-    def load(self):
-        clock["now"] += clock["charge"]
-        return real_load(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-
-    def charge(seconds: float) -> None:
-        clock["charge"] = seconds
-
-    return charge
-
-
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF"])
 def test_a_decode_that_runs_out_of_cpu_time_is_too_complex(fmt: str, decoding_costs) -> None:
     data = encode(noise((1000, 1000)).convert("P" if fmt == "GIF" else "RGB"), fmt)

@@ -232,30 +232,14 @@ def test_truncation_is_caught_even_if_other_code_allows_truncated_heif_images(ki
 # CPU budget
 
 
-@pytest.fixture
-def decode_charges(monkeypatch):
-    """A fake CPU clock that stands still, except that a decode (ImageFile.load, which both plugins
-    call once their decoder is done) charges the seconds set."""
-    clock = {"now": 0.0, "charge": 0.0}
-    monkeypatch.setattr(inspection, "_cpu_time", lambda: clock["now"])
-    real_load = ImageFile.ImageFile.load
-
-    def load(self):
-        clock["now"] += clock["charge"]
-        return real_load(self)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
-    return lambda seconds: clock.update(charge=seconds)
-
-
 @pytest.mark.parametrize("kind", FORMATS)
-def test_a_heic_or_avif_whose_decode_ran_out_of_cpu_time_is_too_complex(kind: str, decode_charges) -> None:
+def test_a_heic_or_avif_whose_decode_ran_out_of_cpu_time_is_too_complex(kind: str, decoding_costs) -> None:
     """Their decoders read the whole file before decoding: the budget judges the decode after it."""
     make, mime = FORMATS[kind]
     data = make(Image.new("RGB", (64, 64), (90, 90, 90)))
-    decode_charges(0.9)
+    decoding_costs(0.9)
     assert run(data, mime).width == 64
-    decode_charges(1.1)
+    decoding_costs(1.1)
     exc = reject(data, mime)
     assert exc.code == "too_complex"
     assert exc.message.startswith("the image takes too long to decode: more than the 1.0 seconds")
